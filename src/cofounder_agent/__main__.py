@@ -1,0 +1,3 @@
+from cofounder_agent.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""Service settings, read from the environment (and ``.env``) by pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cofounder_agent.engine.params import RefinerMode, SchedulerName
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the environment variable is the field name in capitals."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Models (DESIGN.md §2). auto = SDXL from the local HF cache, else the built-in tiny model.
+    image_model: str = "auto"
+    image_refiner_model: str = "auto"
+    image_vae: str | None = None
+    image_single_file_config: str | None = None
+    image_allow_download: bool = False
+    image_device: str = "auto"
+    image_precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    image_fp32_min_vram_gb: float = Field(20.0, gt=0)
+
+    # Defaults for requests that do not say.
+    image_refiner_mode: RefinerMode = "ensemble"
+    image_scheduler: SchedulerName = "euler"
+    image_switch_at: float = Field(0.8, gt=0, lt=1)
+    image_refiner_steps: int = Field(30, ge=1, le=200)
+    image_refiner_strength: float = Field(0.3, gt=0, le=1)
+
+    # Storage and logs.
+    image_data_dir: Path = Path("data")
+    image_log_file: Path | None = Path("logs/cofounder_agent.log")
+    image_log_level: str = "INFO"
+
+    # Pexels stock photos (fallback source).
+    pexels_api_key: SecretStr | None = None
+    pexels_base_url: str = "https://api.pexels.com"
+    pexels_timeout_s: float = Field(10.0, gt=0)
+    pexels_max_download_mb: float = Field(20.0, gt=0)

@@ -1,0 +1,38 @@
+"""Dependencies: the services built in the lifespan, handed to routes by type."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from cofounder_agent.config import Settings
+from cofounder_agent.services.image_service import ImageService
+from cofounder_agent.services.pexels import PexelsClient
+from cofounder_agent.storage import ImageStore
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_image_service(request: Request) -> ImageService:
+    service: ImageService = request.app.state.image_service
+    return service
+
+
+def get_pexels(request: Request) -> PexelsClient:
+    client: PexelsClient = request.app.state.pexels
+    return client
+
+
+def get_store(request: Request) -> ImageStore:
+    store: ImageStore = request.app.state.store
+    return store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
+PexelsDep = Annotated[PexelsClient, Depends(get_pexels)]
+StoreDep = Annotated[ImageStore, Depends(get_store)]

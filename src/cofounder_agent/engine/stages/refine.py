@@ -1,0 +1,44 @@
+"""Stage 2: the refiner continues the base latent (ensemble) or re-noises and refines it (img2img)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cofounder_agent.engine.params import GenerationParams
+from cofounder_agent.engine.stages.common import StepCallback, step_hook
+
+
+def refiner_schedule(params: GenerationParams) -> dict[str, Any]:
+    """The schedule arguments of diffusers' documented recipe for each refiner mode."""
+    if params.refiner_mode == "ensemble":
+        # Same schedule as the base, picked up where the base stopped.
+        return {"num_inference_steps": params.steps, "denoising_start": params.switch_at}
+    # img2img: its own schedule; strength decides how far the finished latent is re-noised.
+    return {"num_inference_steps": params.refiner_steps, "strength": params.refiner_strength}
+
+
+def run_refiner(
+    pipe: Any,
+    params: GenerationParams,
+    latents: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    stage: str = "refiner",
+    schedule: dict[str, Any] | None = None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Denoise ``latents`` with an img2img pipeline and return the refined latent."""
+    out = pipe(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        image=latents,
+        guidance_scale=params.guidance_scale,
+        generator=generator,
+        output_type="latent",
+        callback_on_step_end=step_hook(stage, on_step),
+        **(schedule if schedule is not None else refiner_schedule(params)),
+    )
+    refined: torch.Tensor = out.images
+    return refined

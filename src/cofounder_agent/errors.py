@@ -1,0 +1,70 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "field"?}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cofounder_agent.schemas import ErrorBody, ErrorDetail
+from cofounder_agent.services.pexels import PexelsError
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """An expected failure with the status and code the client should see."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, field: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.field, self.retry_after = field, retry_after
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
+) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    # ("body", "width") -> "width"; ("body", "keywords", 3) -> "keywords.3"; ("body",) -> "body"
+    parts = [str(p) for p in loc[1:]] if len(loc) > 1 and loc[0] in ("body", "query", "path") else [str(p) for p in loc]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":  # loc holds a character offset, not a field
+            field, message = "body", f"body: invalid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+        else:
+            field = _field_name(tuple(first.get("loc", ())))
+            message = f"{field}: {first.get('msg', 'invalid value')}"
+        return error_response(422, "invalid_request", message, field)
+
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.retry_after)
+
+    @app.exception_handler(PexelsError)
+    async def _pexels(request: Request, exc: PexelsError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; see the server log")

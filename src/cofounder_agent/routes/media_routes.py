@@ -1,0 +1,57 @@
+"""Seed-compatible endpoints: generate a featured image, and the media health check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from cofounder_agent.deps import ImageServiceDep, PexelsDep, SettingsDep, StoreDep
+from cofounder_agent.schemas import ErrorBody, ImageGenerationRequest, ImageGenerationResponse, MediaHealth
+from cofounder_agent.services.featured_image import FeaturedImageService
+
+router = APIRouter(prefix="/api/media", tags=["media"])
+
+
+@router.post(
+    "/generate-image",
+    responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}, 502: {"model": ErrorBody}},
+)
+async def generate_image(
+    body: ImageGenerationRequest,
+    request: Request,
+    images: ImageServiceDep,
+    pexels: PexelsDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> ImageGenerationResponse:
+    """Generate the image with SDXL, or find a Pexels stock photo; wait for the result."""
+
+    def url_for(image_id: str) -> str:
+        return str(request.url_for("get_image", image_id=image_id))
+
+    return await FeaturedImageService(images, pexels, store, settings).produce(body, url_for)
+
+
+@router.get("/health")
+async def media_health(images: ImageServiceDep, pexels: PexelsDep) -> MediaHealth:
+    """Report which sources work and what the engine runs on."""
+    s = images.status
+    return MediaHealth(
+        status="ok" if s.state == "ready" and not s.is_tiny else "degraded",
+        sdxl_ok=s.state == "ready",
+        pexels_ok=pexels.configured,
+        model_state=s.state,
+        model=s.base_model,
+        refiner_model=s.refiner_model,
+        tiny_model=s.is_tiny,
+        model_note=(
+            "built-in tiny model with random weights: not SDXL" + (f" ({s.note})" if s.note else "")
+            if s.is_tiny
+            else s.note
+        ),
+        load_error=s.error,
+        device=s.device,
+        device_name=s.device_name,
+        vram_gb=s.vram_gb,
+        precision=s.precision,
+        vae_dtype=s.vae_dtype,
+    )

@@ -1,0 +1,139 @@
+"""ImageService: load the SDXL pipelines once and run generations off the event loop.
+
+All engine work — loading and every generation — runs on one single-thread executor per
+device, so requests queue up instead of touching a (non-thread-safe) pipeline at the same
+time, and the event loop never waits on torch. torch itself is imported on that thread,
+when the models load: importing this module (and the web tier) stays torch-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from cofounder_agent.config import Settings
+from cofounder_agent.engine.params import GenerationParams, GenerationResult, LoadOptions
+
+if TYPE_CHECKING:
+    from cofounder_agent.engine.generate import TwoStageGenerator
+    from cofounder_agent.engine.stages.common import StepCallback
+
+log = logging.getLogger(__name__)
+
+State = Literal["idle", "loading", "ready", "failed"]
+
+
+class ModelNotReady(RuntimeError):
+    """Generation was asked for before the models finished loading (or after they failed)."""
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What health endpoints report about the engine."""
+
+    state: State
+    error: str | None = None
+    base_model: str | None = None
+    refiner_model: str | None = None
+    is_tiny: bool = False
+    note: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    vram_gb: float | None = None
+    precision: str | None = None
+    vae_dtype: str | None = None
+
+
+class ImageService:
+    """Owns the device executor, the loaded models and their state."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._generator: TwoStageGenerator | None = None
+        self._status = EngineStatus(state="idle")
+        self._load_task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._status.state == "ready"
+
+    @property
+    def status(self) -> EngineStatus:
+        return self._status
+
+    def start(self) -> asyncio.Task[None]:
+        """Begin loading in the background; health answers meanwhile, readiness waits."""
+        if self._load_task is None:
+            self._status = EngineStatus(state="loading")
+            self._load_task = asyncio.create_task(self._load(), name="load-models")
+        return self._load_task
+
+    async def wait_ready(self) -> bool:
+        """Wait for loading to end; True when the models are usable."""
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+        return self.ready
+
+    async def generate(self, params: GenerationParams, on_step: StepCallback | None = None) -> GenerationResult:
+        """Run one generation on the device executor."""
+        generator = self._generator
+        if generator is None:
+            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, generator.generate, params, on_step)
+
+    async def close(self) -> None:
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        # Running work cannot be interrupted mid-kernel; queued work is dropped.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _describe_state(self) -> str:
+        s = self._status
+        return f"{s.state}: {s.error}" if s.error else s.state
+
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            generator = await loop.run_in_executor(self._executor, self._load_sync)
+        except Exception as exc:  # any load failure is reported by health, not raised at startup
+            self._status = EngineStatus(state="failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("model loading failed: %s", self._status.error)
+            return
+        self._generator = generator
+        models = generator.models
+        self._status = EngineStatus(
+            state="ready",
+            base_model=models.base_source.location,
+            refiner_model=models.refiner_source.location,
+            is_tiny=models.is_tiny,
+            note=models.base_source.note,
+            device=models.device.device,
+            device_name=models.device.name,
+            vram_gb=round(models.device.vram_gb, 2) if models.device.vram_gb else None,
+            precision=models.precision,
+            vae_dtype=models.vae_dtype,
+        )
+        log.info("models ready: %s", self._status)
+
+    def _load_sync(self) -> TwoStageGenerator:
+        # Imported here, on the engine thread: torch and diffusers take seconds to import.
+        from cofounder_agent.engine.generate import TwoStageGenerator
+        from cofounder_agent.engine.models import load_models
+
+        s = self._settings
+        options = LoadOptions(
+            model=s.image_model,
+            refiner_model=s.image_refiner_model,
+            device=s.image_device,
+            precision=s.image_precision,
+            fp32_min_vram_gb=s.image_fp32_min_vram_gb,
+            allow_download=s.image_allow_download,
+            vae=s.image_vae,
+            single_file_config=s.image_single_file_config,
+        )
+        return TwoStageGenerator(load_models(options))

@@ -1,0 +1,108 @@
+"""Image files by id under the data directory; never by a user-given path."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+# Ids are ours (uuid4 hex); anything else — "../x", "%2e%2e", absolute paths — is simply unknown.
+_IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
+_MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+_PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+
+class UnsupportedImage(ValueError):
+    """Bytes that are not a PNG, JPEG or WebP image Pillow can decode."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: str
+    path: Path
+    media_type: str
+    width: int
+    height: int
+
+
+def encode_png(image: Image.Image, metadata: dict[str, Any]) -> bytes:
+    """Encode ``image`` as PNG with ``metadata`` as JSON in a ``parameters`` text chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", json.dumps(metadata, sort_keys=True))
+    info.add_text("Software", "cofounder-agent")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+class ImageStore:
+    """Write images atomically as ``<id>.<ext>`` with a ``<id>.json`` metadata sidecar."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = (root / "images").resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def save_png(self, image: Image.Image, metadata: dict[str, Any]) -> StoredImage:
+        """Save a generated image as PNG carrying its parameters (see ``encode_png``)."""
+        return self._write(encode_png(image, metadata), "png", image.size, metadata)
+
+    def save_encoded(self, data: bytes, metadata: dict[str, Any]) -> StoredImage:
+        """Store an encoded image (e.g. a stock photo) as is, after checking it decodes."""
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                ext = _PIL_FORMATS.get(probe.format or "")
+                size = probe.size
+                probe.verify()
+        except Exception as exc:  # Pillow raises many types for bad data
+            raise UnsupportedImage(f"not a decodable image: {exc}") from exc
+        if ext is None:
+            raise UnsupportedImage("only PNG, JPEG and WebP images are stored")
+        return self._write(data, ext, size, metadata)
+
+    def find(self, image_id: str) -> StoredImage | None:
+        """Return the stored image with this id, or None for unknown or malformed ids."""
+        if not _IMAGE_ID.fullmatch(image_id):
+            return None
+        for ext, media_type in _MEDIA_TYPES.items():
+            path = self.dir / f"{image_id}.{ext}"
+            # A symlink planted in the data dir could point anywhere: never follow one.
+            if path.is_file() and not path.is_symlink() and path.resolve().parent == self.dir:
+                meta = self.metadata(image_id) or {}
+                return StoredImage(image_id, path, media_type, int(meta.get("width", 0)), int(meta.get("height", 0)))
+        return None
+
+    def metadata(self, image_id: str) -> dict[str, Any] | None:
+        if not _IMAGE_ID.fullmatch(image_id):
+            return None
+        path = self.dir / f"{image_id}.json"
+        if not path.is_file() or path.is_symlink():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def _write(self, data: bytes, ext: str, size: tuple[int, int], metadata: dict[str, Any]) -> StoredImage:
+        image_id = uuid.uuid4().hex
+        sidecar = {**metadata, "id": image_id, "width": size[0], "height": size[1], "media_type": _MEDIA_TYPES[ext]}
+        self._atomic_write(self.dir / f"{image_id}.json", json.dumps(sidecar, sort_keys=True).encode())
+        path = self.dir / f"{image_id}.{ext}"
+        self._atomic_write(path, data)
+        return StoredImage(image_id, path, _MEDIA_TYPES[ext], size[0], size[1])
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        # Readers never see a half-written file: write beside it, then rename over it.
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
