@@ -58,7 +58,7 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error("--refine-strength must be in (0, 1]")
 
 
-async def _generate(args: argparse.Namespace, settings: Settings) -> Path:
+async def _generate(args: argparse.Namespace, settings: Settings) -> None:
     import secrets
 
     from cofounder_agent.services.featured_image import generation_metadata
@@ -91,7 +91,6 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> Path:
         print(json.dumps({"path": str(path), "seed": params.seed, "timings": result.timings}))
         if result.refiner_fallback_reason:
             print(f"warning: refiner not applied: {result.refiner_fallback_reason}", file=sys.stderr)
-        return path
     finally:
         await service.close()
 

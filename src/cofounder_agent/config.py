@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cofounder_agent.engine.params import RefinerMode, SchedulerName
@@ -43,3 +43,9 @@ class Settings(BaseSettings):
     pexels_base_url: str = "https://api.pexels.com"
     pexels_timeout_s: float = Field(10.0, gt=0)
     pexels_max_download_mb: float = Field(20.0, gt=0)
+
+    @field_validator("image_log_file", "image_vae", "image_single_file_config", "pexels_api_key", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # IMAGE_LOG_FILE= (empty) turns file logging off instead of naming the current directory.
+        return None if isinstance(value, str) and not value.strip() else value

@@ -11,7 +11,7 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file is not None and str(log_file):
+    if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=10_000_000, backupCount=3))
     logging.basicConfig(level=level.upper(), format=FORMAT, handlers=handlers, force=True)

@@ -22,7 +22,5 @@ class FormAsJsonMiddleware:
             headers = scope["headers"]
             if any(k == b"content-type" and v.split(b";")[0].strip() == _FORM for k, v in headers):
                 scope = dict(scope)
-                scope["headers"] = [
-                    (k, b"application/json") if k == b"content-type" else (k, v) for k, v in headers
-                ]
+                scope["headers"] = [(k, b"application/json") if k == b"content-type" else (k, v) for k, v in headers]
         await self.app(scope, receive, send)

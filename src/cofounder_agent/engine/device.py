@@ -49,7 +49,7 @@ def detect_device(requested: str = "auto") -> DeviceInfo:
 def choose_precision(policy: str, device: DeviceInfo, fp32_min_vram_gb: float) -> Precision:
     """Apply ``IMAGE_PRECISION``: ``auto`` is fp32 on CPU, and on CUDA fp32 only with enough VRAM."""
     if policy in DTYPES:
-        chosen: Precision = policy  # type: ignore[assignment]
+        chosen: Precision = policy
         if not device.is_cuda and chosen == "fp16":
             log.warning("fp16 on CPU is slow and lossy; prefer fp32 or bf16 there")
         return chosen

@@ -130,9 +130,7 @@ class FeaturedImageService:
         self, body: ImageGenerationRequest, url_for: Any, generation_error: str | None
     ) -> ImageGenerationResponse:
         query = " ".join(body.keywords) if body.keywords else (body.title or body.prompt)
-        found = await self.pexels.search(
-            query[:200], orientation=_orientation(body.width, body.height), per_page=1
-        )
+        found = await self.pexels.search(query[:200], orientation=_orientation(body.width, body.height), per_page=1)
         if not found.photos:
             raise AppError(404, "no_stock_photo", f"Pexels has no photo for {query[:200]!r}")
         photo = found.photos[0]
@@ -153,4 +151,3 @@ class FeaturedImageService:
             pexels=attribution,
             generation_error=generation_error,
         )
-

@@ -154,7 +154,8 @@ class PexelsClient:
         try:
             return PexelsSearchResult.model_validate_json(response.content)
         except ValidationError as exc:
-            raise PexelsUnavailable(f"Pexels returned an unexpected search response: {exc.error_count()} errors")
+            message = f"Pexels returned an unexpected search response: {exc.error_count()} errors"
+            raise PexelsUnavailable(message) from None
 
     async def download(self, url: str) -> bytes:
         """Fetch a photo file from the CDN (no API key sent), capped in size."""

@@ -1,0 +1,118 @@
+"""Shared fixtures: the exported tiny model, reference pipelines and real servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from cofounder_agent.config import Settings
+from cofounder_agent.main import create_app
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny model written as standard diffusers folders, as `export-tiny` does."""
+    from cofounder_agent.engine.tiny import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_dirs: tuple[Path, Path]) -> Any:
+    """The documented diffusers SDXL recipe, loaded independently of the service's code."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    base = StableDiffusionXLPipeline.from_pretrained(tiny_dirs[0], use_safetensors=True)
+    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+        tiny_dirs[1], text_encoder_2=base.text_encoder_2, vae=base.vae, use_safetensors=True
+    )
+    for pipe in (base, refiner):
+        pipe.set_progress_bar_config(disable=True)
+    return base, refiner
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings isolated from the environment and .env of the machine running the tests."""
+    values: dict[str, Any] = {
+        "image_model": "tiny",
+        "image_refiner_model": "auto",
+        "image_data_dir": tmp_path / "data",
+        "image_log_file": None,
+        "pexels_api_key": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextmanager
+def running_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> Iterator[str]:
+    """Serve the real app with uvicorn on a free loopback port; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, http_transport=transport), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def wait_ready(base_url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{base_url}/readyz").status_code == 200:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("models did not load")
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ready server on the built-in tiny model, no Pexels key."""
+    with running_server(make_settings(tmp_path_factory.mktemp("srv"))) as url:
+        wait_ready(url)
+        yield url
+
+
+def pixels(png: bytes | Path) -> np.ndarray[Any, Any]:
+    """Decode an image to an int array for pixel comparisons."""
+    import io
+
+    source = io.BytesIO(png) if isinstance(png, bytes) else png
+    with Image.open(source) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def max_diff(a: Any, b: Any) -> int:
+    return int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max())
+
+
+def fetch_image(client: httpx.Client, response: httpx.Response) -> np.ndarray[Any, Any]:
+    assert response.status_code == 200, response.text
+    got = client.get(response.json()["image_url"])
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "image/png"
+    return pixels(got.content)
+
+
+GenerateFn = Callable[..., httpx.Response]

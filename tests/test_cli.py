@@ -1,0 +1,98 @@
+"""The command line as a user runs it: export-tiny, generate from the folders, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import max_diff, pixels
+
+CLI = [sys.executable, "-m", "cofounder_agent"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGE_", "PEXELS_"))}
+    return {**env, "IMAGE_DATA_DIR": str(tmp_path / "data"), "IMAGE_LOG_FILE": "", **extra}
+
+
+@pytest.mark.slow
+def test_export_tiny_then_generate_from_the_folders(tmp_path: Path) -> None:
+    export = subprocess.run([*CLI, "export-tiny", str(tmp_path / "tiny")], capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    env = _env(tmp_path, IMAGE_MODEL=str(tmp_path / "tiny/base"), IMAGE_REFINER_MODEL=str(tmp_path / "tiny/refiner"))
+    args = [
+        *CLI,
+        "generate",
+        "a castle",
+        "-o",
+        str(tmp_path / "out"),
+        "--seed",
+        "42",
+        "--width",
+        "64",
+        "--height",
+        "64",
+    ]
+    args += ["--base-steps", "20", "--refiner-mode", "img2img", "--refine-steps", "20", "--refine-strength", "0.5"]
+    runs = [subprocess.run(args, env=env, capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    paths = [Path(json.loads(r.stdout.strip().splitlines()[-1])["path"]) for r in runs]
+    with Image.open(paths[0]) as image:
+        meta = json.loads(image.info["parameters"])
+    assert meta["params"]["refiner_mode"] == "img2img" and meta["params"]["refiner_strength"] == 0.5
+    assert meta["model"] == str((tmp_path / "tiny/base").resolve())
+    assert max_diff(pixels(paths[0]), pixels(paths[1])) == 0
+
+
+def test_generate_rejects_bad_sizes_by_name(tmp_path: Path) -> None:
+    out = subprocess.run([*CLI, "generate", "x", "--width", "1001"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--width must be a multiple of 8" in out.stderr
+
+
+@pytest.mark.slow
+def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port)],
+        env=_env(tmp_path, IMAGE_MODEL="tiny"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                if httpx.get(base + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        # Exactly the README's request: curl -d sends it as a form, which the API reads as JSON.
+        body = (
+            b'{"prompt":"a castle","use_generation":true,"seed":42,"num_inference_steps":20,"width":128,"height":128}'
+        )
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        first = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=120)
+        second = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=120)
+        assert first.status_code == second.status_code == 200, first.text
+        images = [httpx.get(r.json()["image_url"]) for r in (first, second)]
+        assert all(i.headers["content-type"] == "image/png" for i in images)
+        assert max_diff(pixels(images[0].content), pixels(images[1].content)) == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,151 @@
+"""The seed-compatible API on a real server: validation, reproducibility, concurrency, health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import fetch_image, max_diff, pixels
+
+URL = "/api/media/generate-image"
+SMALL: dict[str, Any] = {"prompt": "a castle", "use_generation": True, "use_pexels": False, "width": 64, "height": 64}
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"num_inference_steps": 5}, "num_inference_steps"),
+        ({"num_inference_steps": 500}, "num_inference_steps"),
+        ({"guidance_scale": 0}, "guidance_scale"),
+        ({"width": 1001}, "width"),
+        ({"width": 100000}, "width"),
+        ({"height": 56}, "height"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   "}, "prompt"),
+        ({"refiner_mode": "turbo"}, "refiner_mode"),
+        ({"scheduler": "plms"}, "scheduler"),
+        ({"seed": -1}, "seed"),
+        ({"switch_at": 1.5}, "switch_at"),
+        ({"colour": "red"}, "colour"),
+        ({"keywords": "not-a-list"}, "keywords"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(tiny_server: str, patch: dict[str, Any], field: str) -> None:
+    response = httpx.post(tiny_server + URL, json={**SMALL, **patch})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == field
+    assert field in error["message"]
+
+
+def test_missing_prompt_and_malformed_json_are_422(tiny_server: str) -> None:
+    missing = httpx.post(tiny_server + URL, json={"use_generation": True})
+    assert (missing.status_code, missing.json()["error"]["field"]) == (422, "prompt")
+    broken = httpx.post(tiny_server + URL, content=b'{"prompt": ', headers={"Content-Type": "application/json"})
+    assert (broken.status_code, broken.json()["error"]["field"]) == (422, "body")
+
+
+def test_contradicting_refinement_flags_are_422(tiny_server: str) -> None:
+    response = httpx.post(tiny_server + URL, json={**SMALL, "use_refinement": False, "refiner_mode": "ensemble"})
+    assert response.status_code == 422
+    assert "refiner_mode" in response.json()["error"]["message"]
+
+
+def test_no_source_is_a_clear_503(tiny_server: str) -> None:
+    response = httpx.post(tiny_server + URL, json={"prompt": "a castle", "use_generation": False})
+    assert response.status_code == 503
+    message = response.json()["error"]["message"]
+    assert "use_generation is false" in message and "PEXELS_API_KEY is not set" in message
+
+
+def test_curl_default_form_content_type_is_read_as_json(tiny_server: str) -> None:
+    body = json.dumps({**SMALL, "seed": 3, "num_inference_steps": 20})
+    response = httpx.post(
+        tiny_server + URL, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_generate_reports_source_seed_refiner_and_timings(tiny_server: str) -> None:
+    with httpx.Client(timeout=120) as client:
+        response = client.post(tiny_server + URL, json={**SMALL, "seed": 42, "num_inference_steps": 20})
+        body = response.json()
+        image = fetch_image(client, response)
+    assert body["source"] == "sdxl" and body["seed"] == 42 and body["model"] == "tiny"
+    assert body["image_url"] == f"{tiny_server}/v1/images/{body['image_id']}"
+    assert body["refiner"] == {
+        "mode": "ensemble",
+        "applied": True,
+        "fallback_reason": None,
+        "switch_at": 0.8,
+        "steps": None,
+        "strength": None,
+    }
+    assert set(body["timings"]) == {"base_s", "refiner_s", "decode_s", "total_s"}
+    assert image.shape == (64, 64, 3)
+
+
+def test_png_carries_its_generation_parameters(tiny_server: str) -> None:
+    with httpx.Client(timeout=120) as client:
+        body = client.post(tiny_server + URL, json={**SMALL, "seed": 5, "negative_prompt": "fog"}).json()
+        png = client.get(body["image_url"]).content
+    import io
+
+    with Image.open(io.BytesIO(png)) as image:
+        meta = json.loads(image.info["parameters"])
+    assert meta["params"]["seed"] == 5 and meta["params"]["prompt"] == "a castle"
+    assert meta["params"]["negative_prompt"] == "fog" and meta["params"]["refiner_mode"] == "ensemble"
+    assert meta["tiny_model"] is True and [s["name"] for s in meta["stages"]] == ["base", "refiner", "decode"]
+
+
+def test_random_seed_is_returned_and_reproduces(tiny_server: str) -> None:
+    with httpx.Client(timeout=120) as client:
+        first = client.post(tiny_server + URL, json=SMALL)
+        seed = first.json()["seed"]
+        again = client.post(tiny_server + URL, json={**SMALL, "seed": seed})
+        assert max_diff(fetch_image(client, first), fetch_image(client, again)) == 0
+
+
+def test_low_quality_defaults_to_30_base_steps(tiny_server: str) -> None:
+    body = httpx.post(tiny_server + URL, json={**SMALL, "high_quality": False}, timeout=120).json()
+    assert body["num_inference_steps"] == 30
+    explicit = httpx.post(
+        tiny_server + URL, json={**SMALL, "high_quality": False, "num_inference_steps": 24}, timeout=120
+    ).json()
+    assert explicit["num_inference_steps"] == 24
+
+
+async def test_eight_concurrent_requests_equal_their_single_outputs(tiny_server: str) -> None:
+    bodies = [{**SMALL, "seed": 100 + i, "prompt": f"castle number {i}", "num_inference_steps": 20} for i in range(8)]
+    async with httpx.AsyncClient(base_url=tiny_server, timeout=300) as client:
+        concurrent = await asyncio.gather(*(client.post(URL, json=b) for b in bodies))
+        assert [r.status_code for r in concurrent] == [200] * 8
+        concurrent_px = [pixels((await client.get(r.json()["image_url"])).content) for r in concurrent]
+        for body, got in zip(bodies, concurrent_px, strict=True):
+            alone = await client.post(URL, json=body)
+            assert max_diff(got, pixels((await client.get(alone.json()["image_url"])).content)) == 0
+    # Different seeds really give different images, so equality above is not vacuous.
+    assert max_diff(concurrent_px[0], concurrent_px[1]) > 50
+
+
+def test_health_endpoints(tiny_server: str) -> None:
+    assert httpx.get(tiny_server + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(tiny_server + "/readyz").json() == {"status": "ready"}
+    health = httpx.get(tiny_server + "/api/media/health").json()
+    assert health["sdxl_ok"] is True and health["pexels_ok"] is False
+    assert health["tiny_model"] is True and "not SDXL" in health["model_note"]
+    assert (health["status"], health["device"], health["precision"]) == ("degraded", "cpu", "fp32")
+
+
+@pytest.mark.parametrize(
+    "image_id", ["..%2f..%2fetc%2fpasswd", "%2e%2e%2fetc", "..", "0" * 31 + "g", "%2Fetc%2Fpasswd", "0" * 32]
+)
+def test_unknown_or_path_like_image_ids_are_404(tiny_server: str, image_id: str) -> None:
+    response = httpx.get(f"{tiny_server}/v1/images/{image_id}")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"

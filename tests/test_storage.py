@@ -1,0 +1,61 @@
+"""Images are stored and found by id only: no traversal, no symlinks, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cofounder_agent.storage import ImageStore, UnsupportedImage
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(tmp_path / "data")
+
+
+def test_png_round_trip_with_metadata(store: ImageStore) -> None:
+    stored = store.save_png(Image.new("RGB", (16, 8), (1, 2, 3)), {"params": {"seed": 9}})
+    found = store.find(stored.id)
+    assert found is not None and found.path == stored.path and found.media_type == "image/png"
+    with Image.open(found.path) as image:
+        assert image.size == (16, 8) and json.loads(image.info["parameters"]) == {"params": {"seed": 9}}
+    assert store.metadata(stored.id) == {
+        "params": {"seed": 9},
+        "id": stored.id,
+        "width": 16,
+        "height": 8,
+        "media_type": "image/png",
+    }
+    assert not list(store.dir.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    "image_id", ["../x", "%2e%2e%2fetc", "/etc/passwd", "..", "", "A" * 32, "0" * 33, "../" + "0" * 29]
+)
+def test_malformed_ids_find_nothing(store: ImageStore, image_id: str) -> None:
+    assert store.find(image_id) is None and store.metadata(image_id) is None
+
+
+def test_symlinks_in_the_store_are_never_served(store: ImageStore, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    link = store.dir / ("a" * 32 + ".png")
+    link.symlink_to(secret)
+    assert store.find("a" * 32) is None
+
+
+def test_encoded_images_are_checked(store: ImageStore) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (10, 6)).save(buffer, format="JPEG")
+    stored = store.save_encoded(buffer.getvalue(), {"source": "pexels"})
+    assert (stored.media_type, stored.width, stored.height) == ("image/jpeg", 10, 6)
+    with pytest.raises(UnsupportedImage):
+        store.save_encoded(b"<html>not an image</html>", {})
+    gif = io.BytesIO()
+    Image.new("P", (2, 2)).save(gif, format="GIF")
+    with pytest.raises(UnsupportedImage, match="PNG, JPEG and WebP"):
+        store.save_encoded(gif.getvalue(), {})
