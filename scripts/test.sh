@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install everything into .venv (CPU torch pinned by constraints.txt), lint, type-check, test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+
+echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check src tests
+echo "== mypy"; .venv/bin/mypy
+echo "== hadolint"; .venv/bin/hadolint Dockerfile
+echo "== pytest"
+# pytest exits 5 when it collected no test: set -e turns that into a failure, as it should.
+.venv/bin/python -m pytest -q --timeout=900 "$@"
