@@ -58,6 +58,13 @@ def test_generate_rejects_bad_sizes_by_name(tmp_path: Path) -> None:
     assert out.returncode == 2 and "--width must be a multiple of 8" in out.stderr
 
 
+def test_generate_rejects_an_empty_refiner_schedule_before_loading(tmp_path: Path) -> None:
+    args = [*CLI, "generate", "x", "--refiner-mode", "img2img", "--refine-steps", "1", "--refine-strength", "0.3"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=_env(tmp_path))
+    assert out.returncode == 1 and "--refine-strength" in out.stderr
+    assert "TINY MODEL" not in out.stderr  # refused before any model was loaded
+
+
 @pytest.mark.slow
 def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
     with socket.socket() as sock:

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from cofounder_agent.engine.models import SDXL_BASE_ID, ModelSourceError, load_models, resolve_source
+from cofounder_agent.engine.models import SDXL_BASE_ID, ModelSourceError, load_models, resolve_source, resolve_vae
 from cofounder_agent.engine.params import LoadOptions
 
 
@@ -53,6 +54,26 @@ def test_folder_load_shares_refiner_parts(tiny_dirs: tuple[Path, Path]) -> None:
     assert models.refiner.text_encoder_2 is models.base.text_encoder_2
     assert models.refiner.vae is models.base.vae
     assert models.precision == "fp32" and models.device.device == "cpu"
+
+
+def test_vae_from_a_folder_is_used_and_kept_in_its_precision(tmp_path: Path) -> None:
+    from cofounder_agent.engine.tiny import build_tiny
+
+    build_tiny(seed=5).base.vae.save_pretrained(tmp_path / "vae", safe_serialization=True)
+    models = load_models(LoadOptions(model="tiny", vae=str(tmp_path / "vae"), precision="fp16"))
+    # A configured (fp16-fixed) VAE is not upcast, and both pipelines share it.
+    assert models.vae_dtype == "float16" and models.refiner is not None
+    assert models.refiner.vae is models.base.vae
+    reference = build_tiny(seed=5).base.vae.state_dict()
+    loaded = models.base.vae.state_dict()
+    assert all(torch.equal(reference[k].half(), loaded[k]) for k in reference)
+
+
+def test_vae_source_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match=r"no config\.json"):
+        resolve_vae(str(tmp_path), allow_download=False)
+    with pytest.raises(ModelSourceError, match="IMAGE_ALLOW_DOWNLOAD"):
+        resolve_vae("madebyollin/sdxl-vae-fp16-fix", allow_download=False)
 
 
 def test_refiner_none_loads_base_only() -> None:
@@ -99,3 +120,11 @@ def test_auto_uses_sdxl_from_the_hf_cache_else_tiny(tiny_dirs: tuple[Path, Path]
         "base": f"hub:{SDXL_BASE_ID}",
         "refiner": "hub:stabilityai/stable-diffusion-xl-refiner-1.0",
     }
+
+    # A cache entry without weights (an interrupted download): auto serves the tiny model.
+    broken = tmp_path / "broken-cache"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "model_index.json").write_text((tiny_dirs[0] / "model_index.json").read_text())
+    _fake_hub_cache(broken, SDXL_BASE_ID, partial)
+    assert _load_in_subprocess(broken, "auto", "auto") == {"base": "tiny:tiny", "refiner": "tiny:tiny"}

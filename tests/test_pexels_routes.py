@@ -67,7 +67,7 @@ def test_stock_photo_when_generation_is_off(pexels_server: str, fake: FakePexels
 def test_generation_is_preferred_when_asked(pexels_server: str, fake: FakePexels) -> None:
     body = {"prompt": "a castle", "use_generation": True, "width": 64, "height": 64, "num_inference_steps": 20}
     response = httpx.post(pexels_server + URL, json=body, timeout=120)
-    assert response.json()["source"] == "sdxl"
+    assert response.json()["source"] == "tiny"
     assert fake.requests == []
 
 
@@ -79,6 +79,13 @@ def test_pexels_is_the_fallback_when_the_model_failed(broken_model_server: str) 
     assert "image model is failed" in body["generation_error"] and "no such folder" in body["generation_error"]
 
 
+def test_bad_input_is_422_even_when_pexels_could_serve(pexels_server: str, fake: FakePexels) -> None:
+    body = {"prompt": "a castle", "use_generation": True, "refiner_mode": "img2img", "refiner_steps": 2}
+    response = httpx.post(pexels_server + URL, json=body)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "refiner_strength"
+    assert fake.requests == []
+
+
 def test_failed_model_without_pexels_is_503_and_not_ready(broken_model_server: str) -> None:
     response = httpx.post(broken_model_server + URL, json={"prompt": "x", "use_generation": True, "use_pexels": False})
     assert response.status_code == 503
@@ -86,7 +93,8 @@ def test_failed_model_without_pexels_is_503_and_not_ready(broken_model_server: s
     ready = httpx.get(broken_model_server + "/readyz")
     assert ready.status_code == 503 and "failed" in ready.json()["error"]["message"]
     health = httpx.get(broken_model_server + "/api/media/health").json()
-    assert (health["sdxl_ok"], health["pexels_ok"]) == (False, True) and "no such folder" in health["load_error"]
+    assert (health["sdxl_ok"], health["generation_ok"], health["pexels_ok"]) == (False, False, True)
+    assert "no such folder" in health["load_error"]
 
 
 def test_pexels_rate_limit_is_503_with_retry_after(tmp_path: Path) -> None:

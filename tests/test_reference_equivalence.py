@@ -47,6 +47,7 @@ def _service(url: str, **fields: Any) -> Any:
     with httpx.Client(timeout=120) as client:
         response = client.post(f"{url}/api/media/generate-image", json=body)
         assert response.json()["model"].endswith("base")  # served from the folder, not the built-in
+        assert response.json()["source"] == "sdxl"
         return fetch_image(client, response)
 
 

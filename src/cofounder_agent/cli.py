@@ -56,6 +56,8 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error("--switch-at must be between 0 and 1")
     if args.refine_strength is not None and not 0 < args.refine_strength <= 1:
         parser.error("--refine-strength must be in (0, 1]")
+    if args.refine_steps is not None and not 1 <= args.refine_steps <= 200:
+        parser.error("--refine-steps must be 1..200")
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> None:
@@ -65,25 +67,31 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> None:
     from cofounder_agent.services.image_service import ImageService
     from cofounder_agent.storage import encode_png
 
+    params = GenerationParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        seed=args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1),
+        width=args.width,
+        height=args.height,
+        steps=args.base_steps,
+        guidance_scale=args.guidance,
+        scheduler=args.scheduler or settings.image_scheduler,
+        refiner_mode=args.refiner_mode or settings.image_refiner_mode,
+        switch_at=args.switch_at if args.switch_at is not None else settings.image_switch_at,
+        refiner_steps=args.refine_steps if args.refine_steps is not None else settings.image_refiner_steps,
+        refiner_strength=(
+            args.refine_strength if args.refine_strength is not None else settings.image_refiner_strength
+        ),
+    )
+    problem = params.schedule_problem()
+    if problem is not None:  # checked before the (slow) model load
+        option = {"refiner_strength": "--refine-strength", "switch_at": "--switch-at"}[problem[0]]
+        raise SystemExit(f"error: {option}: {problem[1]}")
     service = ImageService(settings)
     service.start()
     try:
         if not await service.wait_ready():
             raise SystemExit(f"error: could not load the model: {service.status.error}")
-        params = GenerationParams(
-            prompt=args.prompt,
-            negative_prompt=args.negative,
-            seed=args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1),
-            width=args.width,
-            height=args.height,
-            steps=args.base_steps,
-            guidance_scale=args.guidance,
-            scheduler=args.scheduler or settings.image_scheduler,
-            refiner_mode=args.refiner_mode or settings.image_refiner_mode,
-            switch_at=args.switch_at or settings.image_switch_at,
-            refiner_steps=args.refine_steps or settings.image_refiner_steps,
-            refiner_strength=args.refine_strength or settings.image_refiner_strength,
-        )
         result = await service.generate(params)
         args.output_dir.mkdir(parents=True, exist_ok=True)
         path = args.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{params.seed}.png"

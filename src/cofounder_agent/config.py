@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     image_refiner_model: str = "auto"
     image_vae: str | None = None
     image_single_file_config: str | None = None
+    image_refiner_single_file_config: str | None = None
     image_allow_download: bool = False
     image_device: str = "auto"
     image_precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
@@ -44,7 +45,14 @@ class Settings(BaseSettings):
     pexels_timeout_s: float = Field(10.0, gt=0)
     pexels_max_download_mb: float = Field(20.0, gt=0)
 
-    @field_validator("image_log_file", "image_vae", "image_single_file_config", "pexels_api_key", mode="before")
+    @field_validator(
+        "image_log_file",
+        "image_vae",
+        "image_single_file_config",
+        "image_refiner_single_file_config",
+        "pexels_api_key",
+        mode="before",
+    )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # IMAGE_LOG_FILE= (empty) turns file logging off instead of naming the current directory.

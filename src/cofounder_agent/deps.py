@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from cofounder_agent.config import Settings
+from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
@@ -32,7 +33,13 @@ def get_store(request: Request) -> ImageStore:
     return store
 
 
+def get_featured(request: Request) -> FeaturedImageService:
+    service: FeaturedImageService = request.app.state.featured
+    return service
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
 PexelsDep = Annotated[PexelsClient, Depends(get_pexels)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
+FeaturedImageDep = Annotated[FeaturedImageService, Depends(get_featured)]

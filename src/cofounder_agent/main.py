@@ -13,6 +13,7 @@ from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
 from cofounder_agent.middleware import FormAsJsonMiddleware
 from cofounder_agent.routes import health, images, media_routes
+from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
             settings.pexels_base_url,
             max_download_bytes=int(settings.pexels_max_download_mb * 1024 * 1024),
         )
+        app.state.featured = FeaturedImageService(image_service, app.state.pexels, app.state.store, settings)
         # 2. Models load in the background: /healthz answers at once, /readyz when loaded.
         image_service.start()
         try:

@@ -11,7 +11,10 @@ class FormAsJsonMiddleware:
     """Read curl's default ``-d`` content type as JSON.
 
     ``curl -X POST URL -d '{...}'`` labels a JSON body as a form. No endpoint here takes
-    form posts, so such bodies are parsed as JSON (malformed ones still get a 422).
+    form posts, so such bodies are parsed as JSON (malformed ones still get a 422). Requests
+    that carry an ``Origin`` header come from a web page: for them a form stays a form (and
+    is refused), so a page cannot start generations through a visitor's browser with a
+    cross-site "simple" form post.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -20,7 +23,8 @@ class FormAsJsonMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = scope["headers"]
-            if any(k == b"content-type" and v.split(b";")[0].strip() == _FORM for k, v in headers):
+            from_page = any(k == b"origin" for k, _ in headers)
+            if not from_page and any(k == b"content-type" and v.split(b";")[0].strip() == _FORM for k, v in headers):
                 scope = dict(scope)
                 scope["headers"] = [(k, b"application/json") if k == b"content-type" else (k, v) for k, v in headers]
         await self.app(scope, receive, send)

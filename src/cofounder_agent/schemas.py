@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints
 
 from cofounder_agent.engine.params import MAX_SEED, RefinerMode, SchedulerName
 from cofounder_agent.services.pexels import ATTRIBUTION
@@ -39,12 +39,6 @@ class ImageGenerationRequest(BaseModel):
     refiner_steps: int | None = Field(None, ge=1, le=200, description="img2img: refiner schedule length")
     refiner_strength: float | None = Field(None, gt=0.0, le=1.0, description="img2img: re-noising strength")
 
-    @model_validator(mode="after")
-    def _refinement_flags_agree(self) -> ImageGenerationRequest:
-        if not self.use_refinement and self.refiner_mode not in (None, "none"):
-            raise ValueError("refiner_mode contradicts use_refinement=false")
-        return self
-
     @property
     def base_steps(self) -> int:
         if not self.high_quality and "num_inference_steps" not in self.model_fields_set:
@@ -73,7 +67,7 @@ class ImageGenerationResponse(BaseModel):
     """Where the image is, which source made it and how."""
 
     success: bool = True
-    source: Literal["sdxl", "pexels"]
+    source: Literal["sdxl", "tiny", "pexels"] = Field(description="tiny = the built-in random-weight model")
     image_id: str
     image_url: str
     width: int
@@ -93,7 +87,8 @@ class MediaHealth(BaseModel):
     """The seed's health fields plus what an operator needs to see at a glance."""
 
     status: Literal["ok", "degraded"]
-    sdxl_ok: bool
+    sdxl_ok: bool = Field(description="real SDXL weights are loaded and ready")
+    generation_ok: bool = Field(description="generation works (SDXL or the built-in tiny model)")
     pexels_ok: bool
     model_state: str
     model: str | None

@@ -56,8 +56,23 @@ class LoadedModels:
         return self.base_source.kind == "tiny"
 
 
-def _is_cached(repo_id: str) -> bool:
-    return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+def _is_cached(repo_id: str, marker: str = "model_index.json") -> bool:
+    return isinstance(try_to_load_from_cache(repo_id, marker), str)
+
+
+def resolve_vae(spec: str, allow_download: bool) -> str:
+    """An fp16-safe VAE: a folder with ``config.json``, or a repo id in the local cache."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(f"IMAGE_VAE={spec}: not a diffusers VAE folder (no config.json)")
+        return str(path.resolve())
+    if _HUB_ID.match(spec) and (allow_download or _is_cached(spec, "config.json")):
+        return spec
+    raise ModelSourceError(
+        f"IMAGE_VAE={spec}: no such folder, and not a repo id in the local Hugging Face cache"
+        + ("" if allow_download else " (downloads are off: IMAGE_ALLOW_DOWNLOAD)")
+    )
 
 
 def resolve_source(spec: str, default_hub_id: str, allow_download: bool) -> ModelSource:
@@ -127,7 +142,7 @@ def _load_refiner(source: ModelSource, base: Any, dtype: torch.dtype, opts: Load
     offline = not opts.allow_download
     if source.kind == "single_file":
         return StableDiffusionXLImg2ImgPipeline.from_single_file(
-            source.location, dtype=dtype, local_files_only=offline, **shared
+            source.location, dtype=dtype, config=opts.refiner_single_file_config, local_files_only=offline, **shared
         )
     return StableDiffusionXLImg2ImgPipeline.from_pretrained(
         source.location,
@@ -152,6 +167,31 @@ def _resolve_refiner(opts: LoadOptions, base_source: ModelSource) -> ModelSource
     return source
 
 
+def _load_pair(
+    opts: LoadOptions, base_source: ModelSource, refiner_source: ModelSource, dtype: torch.dtype, vae: dict[str, Any]
+) -> tuple[Any, Any, ModelSource, ModelSource]:
+    """Load base and refiner from their sources; ``auto`` falls back to tiny if cached SDXL fails."""
+    if base_source.kind != "tiny":
+        try:
+            base = _load_base(base_source, dtype, opts, vae)
+            refiner = None if refiner_source.kind == "none" else _load_refiner(refiner_source, base, dtype, opts)
+            return base, refiner, base_source, refiner_source
+        except (OSError, ValueError) as exc:
+            if opts.model != "auto":
+                raise
+            # auto found SDXL in the cache but it does not load (partial download, fp16-only
+            # files under fp32, ...): serve with the tiny model rather than not at all.
+            log.error("cached SDXL failed to load (%s: %s); falling back to the tiny model", type(exc).__name__, exc)
+            base_source = ModelSource("auto", "tiny", "tiny", f"cached SDXL failed to load ({type(exc).__name__})")
+            refiner_source = ModelSource("auto", "tiny", "tiny", "follows the tiny base")
+    tiny = build_tiny()
+    refiner = tiny.refiner if refiner_source.kind == "tiny" else None
+    for pipe in (tiny.base, refiner):
+        if pipe is not None and "vae" in vae:
+            pipe.vae = vae["vae"]
+    return tiny.base, refiner, base_source, refiner_source
+
+
 def load_models(opts: LoadOptions) -> LoadedModels:
     """Load base and refiner once, on the chosen device and precision."""
     # 1. Device and precision (the seed's VRAM rule).
@@ -160,33 +200,24 @@ def load_models(opts: LoadOptions) -> LoadedModels:
     dtype = DTYPES[precision]
     log.info("device %s (%s), VRAM %s GB, precision %s", device.device, device.name, device.vram_gb, precision)
 
-    # 2. Where the weights come from; say loudly when it is the toy model.
+    # 2. Load once from the resolved sources; the refiner shares text_encoder_2 and the VAE.
+    vae: dict[str, Any] = {}
+    if opts.vae:
+        vae["vae"] = AutoencoderKL.from_pretrained(
+            resolve_vae(opts.vae, opts.allow_download),
+            dtype=dtype,
+            use_safetensors=True,
+            local_files_only=not opts.allow_download,
+        )
     base_source = resolve_source(opts.model, SDXL_BASE_ID, opts.allow_download)
     refiner_source = _resolve_refiner(opts, base_source)
+    base, refiner, base_source, refiner_source = _load_pair(opts, base_source, refiner_source, dtype, vae)
     if base_source.kind == "tiny":
         log.warning(
             "*** USING THE BUILT-IN TINY MODEL (random weights): images are noise patterns, "
             "not SDXL. %s. Set IMAGE_MODEL to an SDXL folder, hub id or .safetensors file. ***",
             base_source.note or "IMAGE_MODEL=tiny",
         )
-
-    # 3. Load once; the refiner shares text_encoder_2 and the VAE.
-    vae_override: dict[str, Any] = {}
-    if opts.vae:
-        vae_source = resolve_source(opts.vae, "madebyollin/sdxl-vae-fp16-fix", opts.allow_download)
-        vae_override["vae"] = AutoencoderKL.from_pretrained(
-            vae_source.location, dtype=dtype, local_files_only=not opts.allow_download
-        )
-    if base_source.kind == "tiny":
-        tiny = build_tiny()
-        base: Any = tiny.base
-        refiner: Any = tiny.refiner if refiner_source.kind == "tiny" else None
-        for pipe in (base, refiner):
-            if pipe is not None and "vae" in vae_override:
-                pipe.vae = vae_override["vae"]
-    else:
-        base = _load_base(base_source, dtype, opts, vae_override)
-        refiner = None if refiner_source.kind == "none" else _load_refiner(refiner_source, base, dtype, opts)
     for pipe in (base, refiner):
         if pipe is None:
             continue
@@ -195,7 +226,7 @@ def load_models(opts: LoadOptions) -> LoadedModels:
             pipe.to(dtype=dtype)
         pipe.to(device.device)
 
-    # 4. The SDXL VAE overflows in fp16: keep it in fp32 unless a fixed VAE was configured.
+    # 3. The SDXL VAE overflows in fp16: keep it in fp32 unless a fixed VAE was configured.
     if dtype == torch.float16 and base.vae.config.force_upcast and not opts.vae:
         base.vae.to(torch.float32)
     vae_dtype = str(next(base.vae.parameters()).dtype).removeprefix("torch.")

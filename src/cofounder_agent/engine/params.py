@@ -31,6 +31,7 @@ class LoadOptions:
     allow_download: bool = False
     vae: str | None = None  # an fp16-safe VAE (e.g. a local copy of madebyollin/sdxl-vae-fp16-fix)
     single_file_config: str | None = None  # diffusers folder or hub id with the components' configs
+    refiner_single_file_config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,21 @@ class GenerationParams:
     # img2img: the refiner's own schedule length and how far it re-noises the base latent.
     refiner_steps: int = 30
     refiner_strength: float = 0.3
+
+    def schedule_problem(self) -> tuple[str, str] | None:
+        """Name the field that leaves a stage with no denoising step, or None when all run.
+
+        diffusers silently returns an empty latent for an empty schedule; the caller turns
+        this into a 422 (HTTP) or a usage error (CLI) before anything runs.
+        """
+        if self.refiner_mode == "img2img" and int(self.refiner_steps * self.refiner_strength) < 1:
+            return "refiner_strength", "refiner_steps x refiner_strength must be at least 1 (no refiner step runs)"
+        if self.refiner_mode == "ensemble":
+            if self.steps * self.switch_at < 1:
+                return "switch_at", "num_inference_steps x switch_at must be at least 1 (no base step runs)"
+            if self.steps * (1 - self.switch_at) < 1:
+                return "switch_at", "num_inference_steps x (1 - switch_at) must be at least 1 (no refiner step runs)"
+        return None
 
 
 @dataclass

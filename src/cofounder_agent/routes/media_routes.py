@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from cofounder_agent.deps import ImageServiceDep, PexelsDep, SettingsDep, StoreDep
+from cofounder_agent.deps import FeaturedImageDep, ImageServiceDep, PexelsDep
 from cofounder_agent.schemas import ErrorBody, ImageGenerationRequest, ImageGenerationResponse, MediaHealth
-from cofounder_agent.services.featured_image import FeaturedImageService
 
 router = APIRouter(prefix="/api/media", tags=["media"])
 
@@ -16,19 +15,14 @@ router = APIRouter(prefix="/api/media", tags=["media"])
     responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}, 502: {"model": ErrorBody}},
 )
 async def generate_image(
-    body: ImageGenerationRequest,
-    request: Request,
-    images: ImageServiceDep,
-    pexels: PexelsDep,
-    store: StoreDep,
-    settings: SettingsDep,
+    body: ImageGenerationRequest, request: Request, featured: FeaturedImageDep
 ) -> ImageGenerationResponse:
     """Generate the image with SDXL, or find a Pexels stock photo; wait for the result."""
 
     def url_for(image_id: str) -> str:
         return str(request.url_for("get_image", image_id=image_id))
 
-    return await FeaturedImageService(images, pexels, store, settings).produce(body, url_for)
+    return await featured.produce(body, url_for)
 
 
 @router.get("/health")
@@ -37,7 +31,8 @@ async def media_health(images: ImageServiceDep, pexels: PexelsDep) -> MediaHealt
     s = images.status
     return MediaHealth(
         status="ok" if s.state == "ready" and not s.is_tiny else "degraded",
-        sdxl_ok=s.state == "ready",
+        sdxl_ok=s.state == "ready" and not s.is_tiny,
+        generation_ok=s.state == "ready",
         pexels_ok=pexels.configured,
         model_state=s.state,
         model=s.base_model,

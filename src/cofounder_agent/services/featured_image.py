@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -16,12 +18,27 @@ from cofounder_agent.services.pexels import Orientation, PexelsClient
 from cofounder_agent.storage import ImageStore, UnsupportedImage
 
 log = logging.getLogger(__name__)
+UrlFor = Callable[[str], str]
+
+
+def _invalid(field: str, message: str) -> AppError:
+    return AppError(422, "invalid_request", f"{field}: {message}", field=field)
 
 
 def to_params(body: ImageGenerationRequest, settings: Settings) -> GenerationParams:
-    """Fill a request's gaps from the server defaults; draw a seed when none is given."""
+    """Fill a request's gaps from the server defaults; draw a seed when none is given.
+
+    Options that the chosen refiner mode would ignore are refused rather than dropped.
+    """
+    if not body.use_refinement and body.refiner_mode not in (None, "none"):
+        raise _invalid("refiner_mode", "contradicts use_refinement=false")
     mode = body.refiner_mode or (settings.image_refiner_mode if body.use_refinement else "none")
-    return GenerationParams(
+    if mode != "ensemble" and body.switch_at is not None:
+        raise _invalid("switch_at", f"only applies to refiner_mode=ensemble, not {mode}")
+    for name in ("refiner_steps", "refiner_strength"):
+        if mode != "img2img" and getattr(body, name) is not None:
+            raise _invalid(name, f"only applies to refiner_mode=img2img, not {mode}")
+    params = GenerationParams(
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
         seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1),
@@ -31,16 +48,22 @@ def to_params(body: ImageGenerationRequest, settings: Settings) -> GenerationPar
         guidance_scale=body.guidance_scale,
         scheduler=body.scheduler or settings.image_scheduler,
         refiner_mode=mode,
-        switch_at=body.switch_at or settings.image_switch_at,
-        refiner_steps=body.refiner_steps or settings.image_refiner_steps,
-        refiner_strength=body.refiner_strength or settings.image_refiner_strength,
+        switch_at=body.switch_at if body.switch_at is not None else settings.image_switch_at,
+        refiner_steps=body.refiner_steps if body.refiner_steps is not None else settings.image_refiner_steps,
+        refiner_strength=(
+            body.refiner_strength if body.refiner_strength is not None else settings.image_refiner_strength
+        ),
     )
+    problem = params.schedule_problem()
+    if problem is not None:
+        raise _invalid(*problem)
+    return params
 
 
 def generation_metadata(result: GenerationResult, status: EngineStatus) -> dict[str, Any]:
     """Everything needed to reproduce an image, stored in its PNG and sidecar."""
     return {
-        "source": "sdxl",
+        "source": "tiny" if status.is_tiny else "sdxl",
         "params": asdict(result.params),
         "model": status.base_model,
         "refiner_model": status.refiner_model,
@@ -77,16 +100,18 @@ class FeaturedImageService:
     def __init__(self, images: ImageService, pexels: PexelsClient, store: ImageStore, settings: Settings) -> None:
         self.images, self.pexels, self.store, self.settings = images, pexels, store, settings
 
-    async def produce(self, body: ImageGenerationRequest, url_for: Any) -> ImageGenerationResponse:
+    async def produce(self, body: ImageGenerationRequest, url_for: UrlFor) -> ImageGenerationResponse:
         """Serve ``body`` from SDXL or Pexels; ``url_for(image_id)`` makes the public URL."""
         generation_error: str | None = None
         if body.use_generation:
+            params = to_params(body, self.settings)  # bad input is a 422, never a Pexels fallback
             if self.images.ready:
                 try:
-                    return await self._generate(body, url_for)
+                    return await self._generate(params, url_for)
                 except Exception as exc:  # e.g. CUDA OOM: fall back to Pexels when allowed
                     log.exception("generation failed")
-                    generation_error = f"generation failed: {type(exc).__name__}: {exc}"
+                    # The details (paths, library internals) stay in the log.
+                    generation_error = f"generation failed ({type(exc).__name__}); see the server log"
             else:
                 status = self.images.status
                 detail = f" ({status.error})" if status.error else ""
@@ -105,14 +130,14 @@ class FeaturedImageService:
             retry_after=10 if loading else None,
         )
 
-    async def _generate(self, body: ImageGenerationRequest, url_for: Any) -> ImageGenerationResponse:
-        params = to_params(body, self.settings)
+    async def _generate(self, params: GenerationParams, url_for: UrlFor) -> ImageGenerationResponse:
         result = await self.images.generate(params)
         status = self.images.status
-        stored = self.store.save_png(result.image, generation_metadata(result, status))
+        # PNG compression takes ~0.2 s at 1024²: off the event loop.
+        stored = await asyncio.to_thread(self.store.save_png, result.image, generation_metadata(result, status))
         log.info("generated image %s seed=%s timings=%s", stored.id, params.seed, result.timings)
         return ImageGenerationResponse(
-            source="sdxl",
+            source="tiny" if status.is_tiny else "sdxl",
             image_id=stored.id,
             image_url=url_for(stored.id),
             width=stored.width,
@@ -127,7 +152,7 @@ class FeaturedImageService:
         )
 
     async def _stock_photo(
-        self, body: ImageGenerationRequest, url_for: Any, generation_error: str | None
+        self, body: ImageGenerationRequest, url_for: UrlFor, generation_error: str | None
     ) -> ImageGenerationResponse:
         query = " ".join(body.keywords) if body.keywords else (body.title or body.prompt)
         found = await self.pexels.search(query[:200], orientation=_orientation(body.width, body.height), per_page=1)
@@ -139,7 +164,8 @@ class FeaturedImageService:
             photographer=photo.photographer, photographer_url=photo.photographer_url, photo_url=photo.url
         )
         try:
-            stored = self.store.save_encoded(data, {"source": "pexels", "query": query, **attribution.model_dump()})
+            metadata = {"source": "pexels", "query": query, **attribution.model_dump()}
+            stored = await asyncio.to_thread(self.store.save_encoded, data, metadata)
         except UnsupportedImage as exc:
             raise AppError(502, "pexels_bad_image", f"Pexels sent an unusable image: {exc}") from None
         return ImageGenerationResponse(

@@ -135,5 +135,6 @@ class ImageService:
             allow_download=s.image_allow_download,
             vae=s.image_vae,
             single_file_config=s.image_single_file_config,
+            refiner_single_file_config=s.image_refiner_single_file_config,
         )
         return TwoStageGenerator(load_models(options))

@@ -41,4 +41,6 @@ def run_refiner(
         **(schedule if schedule is not None else refiner_schedule(params)),
     )
     refined: torch.Tensor = out.images
+    if refined.numel() == 0:  # diffusers returns an empty latent when no step is scheduled
+        raise ValueError(f"the {stage} schedule is empty: no denoising step would run")
     return refined

@@ -1,0 +1,229 @@
+"""The job, image and board store: SQLAlchemy 2 async, SQLite (aiosqlite) by default.
+
+Only the URL names SQLite, so PostgreSQL (asyncpg) can replace it without touching callers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from cofounder_agent.jobs.tables import Base, BoardRow, ImageRow, JobRow, utcnow
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# A job found "running" at start-up was interrupted by a crash: retry it this many times.
+MAX_ATTEMPTS = 2
+
+
+class QueueFull(Exception):
+    """The queue holds as many jobs as allowed."""
+
+
+def sqlite_url(data_dir: Path) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{(data_dir / 'jobs.sqlite3').resolve()}"
+
+
+class Store:
+    """All persistent state of jobs, images and boards."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: AsyncEngine = create_async_engine(url)
+        self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def init(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def add_job(
+        self,
+        recipe: dict[str, Any],
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        board_id: str | None = None,
+        max_queued: int | None = None,
+    ) -> tuple[JobRow, bool]:
+        """Queue a job; return it and whether it is new (False: same Idempotency-Key seen)."""
+        async with self.session() as s, s.begin():
+            if idempotency_key is not None:
+                found = await s.scalar(select(JobRow).where(JobRow.idempotency_key == idempotency_key))
+                if found is not None:
+                    return found, False
+            if max_queued is not None:
+                queued = await s.scalar(select(func.count()).where(JobRow.status == "queued"))
+                if (queued or 0) >= max_queued:
+                    raise QueueFull
+            seq = (await s.scalar(select(func.max(JobRow.seq))) or 0) + 1
+            job = JobRow(
+                id=uuid.uuid4().hex,
+                seq=seq,
+                status="queued",
+                priority=priority,
+                recipe=recipe,
+                idempotency_key=idempotency_key,
+                callback_url=callback_url,
+                board_id=board_id,
+                image_ids=[],
+            )
+            s.add(job)
+            try:
+                await s.flush()
+            except IntegrityError:  # the same key submitted concurrently: the first one wins
+                await s.rollback()
+                return await self._by_key(idempotency_key), False
+        return job, True
+
+    async def _by_key(self, key: str | None) -> JobRow:
+        async with self.session() as s:
+            job = await s.scalar(select(JobRow).where(JobRow.idempotency_key == key))
+        assert job is not None
+        return job
+
+    async def get_job(self, job_id: str) -> JobRow | None:
+        async with self.session() as s:
+            return await s.get(JobRow, job_id)
+
+    async def list_jobs(self, status: str | None, limit: int, offset: int) -> tuple[Sequence[JobRow], int]:
+        query = select(JobRow)
+        count = select(func.count()).select_from(JobRow)
+        if status is not None:
+            query, count = query.where(JobRow.status == status), count.where(JobRow.status == status)
+        async with self.session() as s:
+            rows = (await s.scalars(query.order_by(JobRow.seq.desc()).limit(limit).offset(offset))).all()
+            total = await s.scalar(count) or 0
+        return rows, total
+
+    async def queue_position(self, job: JobRow) -> int:
+        """How many queued jobs run before this one (0 = next)."""
+        ahead = (JobRow.priority > job.priority) | ((JobRow.priority == job.priority) & (JobRow.seq < job.seq))
+        async with self.session() as s:
+            return await s.scalar(select(func.count()).where(JobRow.status == "queued", ahead)) or 0
+
+    async def count(self, status: str) -> int:
+        async with self.session() as s:
+            return await s.scalar(select(func.count()).where(JobRow.status == status)) or 0
+
+    async def claim_next(self) -> JobRow | None:
+        """Mark the next queued job running and return it (highest priority, then oldest)."""
+        async with self.session() as s, s.begin():
+            job = await s.scalar(
+                select(JobRow).where(JobRow.status == "queued").order_by(JobRow.priority.desc(), JobRow.seq).limit(1)
+            )
+            if job is None:
+                return None
+            job.status, job.started_at = "running", utcnow()
+            job.attempts += 1
+        return job
+
+    async def finish(
+        self, job_id: str, status: str, *, error: str | None = None, image_ids: list[str] | None = None
+    ) -> JobRow | None:
+        """Move a job to a terminal state (only once: a finished job stays as it is)."""
+        assert status in TERMINAL
+        async with self.session() as s, s.begin():
+            job = await s.get(JobRow, job_id)
+            if job is None or job.status in TERMINAL:
+                return job
+            now = utcnow()
+            job.status, job.error, job.finished_at = status, error, now
+            if image_ids is not None:
+                job.image_ids = image_ids
+            if job.started_at is not None:
+                job.seconds = (now - _aware(job.started_at)).total_seconds()
+        return job
+
+    async def set_stage(self, job_id: str, stage: str, step: int, total: int) -> None:
+        async with self.session() as s, s.begin():
+            await s.execute(update(JobRow).where(JobRow.id == job_id).values(stage=stage, step=step, total_steps=total))
+
+    async def recover(self) -> tuple[list[str], list[str]]:
+        """After a crash: re-queue interrupted jobs once, fail those interrupted again."""
+        requeued, failed = [], []
+        async with self.session() as s, s.begin():
+            for job in (await s.scalars(select(JobRow).where(JobRow.status == "running"))).all():
+                if job.attempts >= MAX_ATTEMPTS:
+                    job.status, job.finished_at = "failed", utcnow()
+                    job.error = f"interrupted by a server restart {job.attempts} times; not retried again"
+                    failed.append(job.id)
+                else:
+                    job.status, job.stage, job.step, job.total_steps = "queued", None, 0, 0
+                    requeued.append(job.id)
+        return requeued, failed
+
+    # --- images and boards ----------------------------------------------------------------
+
+    async def add_image(self, row: ImageRow) -> None:
+        async with self.session() as s, s.begin():
+            s.add(row)
+
+    async def get_image(self, image_id: str) -> ImageRow | None:
+        async with self.session() as s:
+            return await s.get(ImageRow, image_id)
+
+    async def delete_image(self, image_id: str) -> bool:
+        async with self.session() as s, s.begin():
+            row = await s.get(ImageRow, image_id)
+            if row is None:
+                return False
+            await s.delete(row)
+        return True
+
+    async def list_images(self, board_id: str, limit: int, offset: int) -> tuple[Sequence[ImageRow], int]:
+        where = ImageRow.board_id == board_id
+        async with self.session() as s:
+            rows = (
+                await s.scalars(select(ImageRow).where(where).order_by(ImageRow.created_at).limit(limit).offset(offset))
+            ).all()
+            total = await s.scalar(select(func.count()).select_from(ImageRow).where(where)) or 0
+        return rows, total
+
+    async def add_board(self, name: str) -> BoardRow:
+        board = BoardRow(id=uuid.uuid4().hex, name=name)
+        async with self.session() as s, s.begin():
+            s.add(board)
+        return board
+
+    async def get_board(self, board_id: str) -> BoardRow | None:
+        async with self.session() as s:
+            return await s.get(BoardRow, board_id)
+
+    async def list_boards(self) -> Sequence[BoardRow]:
+        async with self.session() as s:
+            return (await s.scalars(select(BoardRow).order_by(BoardRow.created_at))).all()
+
+    async def rename_board(self, board_id: str, name: str) -> BoardRow | None:
+        async with self.session() as s, s.begin():
+            board = await s.get(BoardRow, board_id)
+            if board is not None:
+                board.name = name
+        return board
+
+    async def delete_board(self, board_id: str) -> list[str] | None:
+        """Delete a board; return the ids of its images (the caller keeps or deletes them)."""
+        async with self.session() as s, s.begin():
+            board = await s.get(BoardRow, board_id)
+            if board is None:
+                return None
+            ids = list((await s.scalars(select(ImageRow.id).where(ImageRow.board_id == board_id))).all())
+            await s.execute(update(ImageRow).where(ImageRow.board_id == board_id).values(board_id=None))
+            await s.delete(board)
+        return ids
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes even for timezone-aware columns.
+    return value if value.tzinfo is not None else value.replace(tzinfo=utcnow().tzinfo)
