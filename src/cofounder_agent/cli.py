@@ -63,8 +63,8 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
 async def _generate(args: argparse.Namespace, settings: Settings) -> None:
     import secrets
 
-    from cofounder_agent.services.featured_image import generation_metadata
     from cofounder_agent.services.image_service import ImageService
+    from cofounder_agent.services.metadata import generation_metadata
     from cofounder_agent.storage import encode_png
 
     params = GenerationParams(
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
         from cofounder_agent.main import create_app
 
-        configure_logging(settings.image_log_level, settings.image_log_file)
+        configure_logging(settings.image_log_level, settings.image_log_file, settings.image_log_format)
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     elif args.command == "generate":
         _check_generate_args(args, parser)

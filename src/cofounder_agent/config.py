@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     image_data_dir: Path = Path("data")
     image_log_file: Path | None = Path("logs/cofounder_agent.log")
     image_log_level: str = "INFO"
+    image_log_format: Literal["text", "json"] = "text"
+
+    # Jobs (issue #3): backpressure, limits, webhooks, access.
+    image_max_queue: int = Field(100, ge=1, description="queued jobs beyond this get 429")
+    image_job_timeout_s: float = Field(600.0, gt=0)
+    image_max_body_mb: float = Field(1.0, gt=0, description="JSON request bodies")
+    image_max_upload_mb: float = Field(20.0, gt=0)
+    image_webhook_secret: SecretStr | None = None
+    image_webhook_attempts: int = Field(5, ge=1, le=20)
+    image_api_key: SecretStr | None = None
 
     # Pexels stock photos (fallback source).
     pexels_api_key: SecretStr | None = None
@@ -51,6 +61,8 @@ class Settings(BaseSettings):
         "image_single_file_config",
         "image_refiner_single_file_config",
         "pexels_api_key",
+        "image_webhook_secret",
+        "image_api_key",
         mode="before",
     )
     @classmethod

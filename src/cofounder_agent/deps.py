@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from cofounder_agent.config import Settings
+from cofounder_agent.jobs.service import JobService
+from cofounder_agent.jobs.store import Store
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
@@ -43,3 +45,17 @@ ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
 PexelsDep = Annotated[PexelsClient, Depends(get_pexels)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 FeaturedImageDep = Annotated[FeaturedImageService, Depends(get_featured)]
+
+
+def get_jobs(request: Request) -> JobService:
+    service: JobService = request.app.state.jobs
+    return service
+
+
+def get_db(request: Request) -> Store:
+    store: Store = request.app.state.db
+    return store
+
+
+JobServiceDep = Annotated[JobService, Depends(get_jobs)]
+DbDep = Annotated[Store, Depends(get_db)]

@@ -1,20 +1,52 @@
-"""Log to stderr and, when configured, to a rotating file (logs/ by default)."""
+"""Logging: text or JSON lines, to stderr and optionally a rotating file, tagged with the job id."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import logging.handlers
+from collections.abc import Iterator
 from pathlib import Path
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from pythonjsonlogger.json import JsonFormatter
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s"
+_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 
 
-def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
+@contextlib.contextmanager
+def job_context(job_id: str) -> Iterator[None]:
+    """Tag every log record made inside (on this task, and on threads it hands work to) with the job id."""
+    token = _job_id.set(job_id)
+    try:
+        yield
+    finally:
+        _job_id.reset(token)
+
+
+class _JobFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        job_id = _job_id.get()
+        record.job_id = job_id
+        record.job = f" [job {job_id}]" if job_id else ""
+        return True
+
+
+def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: str = "text") -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=10_000_000, backupCount=3))
-    logging.basicConfig(level=level.upper(), format=FORMAT, handlers=handlers, force=True)
+    formatter: logging.Formatter = (
+        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(job_id)s")
+        if fmt == "json"
+        else logging.Formatter(TEXT_FORMAT)
+    )
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(_JobFilter())
+    logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
     # diffusers/transformers are chatty at INFO (progress bars, config notes): keep their warnings only.
     for noisy in ("diffusers", "transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,12 +12,19 @@ from fastapi import FastAPI
 from cofounder_agent import __version__
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
+from cofounder_agent.jobs.events import EventHub
+from cofounder_agent.jobs.service import JobService
+from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.middleware import FormAsJsonMiddleware
-from cofounder_agent.routes import health, images, media_routes
+from cofounder_agent.routes import health, images, jobs, media_routes
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
+
+log = logging.getLogger(__name__)
+MB = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -27,29 +35,47 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # 1. Services, built once and shared through app.state (see deps.py).
         http = httpx.AsyncClient(transport=http_transport, timeout=settings.pexels_timeout_s, follow_redirects=True)
+        db = Store(sqlite_url(settings.image_data_dir))
+        await db.init()
+        files = ImageStore(settings.image_data_dir)
         image_service = ImageService(settings)
-        app.state.settings = settings
-        app.state.store = ImageStore(settings.image_data_dir)
-        app.state.image_service = image_service
-        app.state.pexels = PexelsClient(
+        hub = EventHub()
+        worker = Worker(db, image_service, files, hub, settings)
+        job_service = JobService(db, worker, hub, settings)
+        pexels = PexelsClient(
             settings.pexels_api_key,
             http,
             settings.pexels_base_url,
-            max_download_bytes=int(settings.pexels_max_download_mb * 1024 * 1024),
+            max_download_bytes=int(settings.pexels_max_download_mb * MB),
         )
-        app.state.featured = FeaturedImageService(image_service, app.state.pexels, app.state.store, settings)
-        # 2. Models load in the background: /healthz answers at once, /readyz when loaded.
+        app.state.settings, app.state.db, app.state.store = settings, db, files
+        app.state.image_service, app.state.jobs, app.state.pexels = image_service, job_service, pexels
+        app.state.featured = FeaturedImageService(image_service, job_service, pexels, files, settings)
+
+        # 2. Jobs a crash left running are queued again (once); queued jobs simply wait.
+        requeued, failed = await db.recover()
+        if requeued or failed:
+            log.warning("after a restart: re-queued %s job(s), failed %s interrupted twice", len(requeued), len(failed))
+
+        # 3. Models load in the background: /healthz answers at once, /readyz when loaded.
         image_service.start()
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             await image_service.close()
+            await db.close()
             await http.aclose()
 
-    app = FastAPI(title="cofounder-agent image service", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="cofounder-agent image service",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=int(settings.image_max_body_mb * MB),
+    )
     app.add_middleware(FormAsJsonMiddleware)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(media_routes.router)
-    app.include_router(images.router)
+    for module in (health, media_routes, jobs, images):
+        app.include_router(module.router)
     return app

@@ -30,3 +30,8 @@ class EventHub:
     def publish(self, job_id: str, event: Event) -> None:
         for queue in self._subscribers.get(job_id, ()):
             queue.put_nowait(event)
+
+
+def terminal_event(job: Any) -> Event:
+    """The last event of a job's stream: its final status, reason and images."""
+    return {"type": job.status, "job_id": job.id, "error": job.error, "image_ids": list(job.image_ids)}

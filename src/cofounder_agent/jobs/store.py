@@ -5,6 +5,7 @@ Only the URL names SQLite, so PostgreSQL (asyncpg) can replace it without touchi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from cofounder_agent.jobs.tables import Base, BoardRow, ImageRow, JobRow, utcnow
@@ -37,6 +37,10 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine: AsyncEngine = create_async_engine(url)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Submissions are serialised: the next sequence number and the queue-length check must
+        # see every earlier submission (one process owns the store; a server database would use
+        # a sequence and row locks instead).
+        self._submit_lock = asyncio.Lock()
 
     async def init(self) -> None:
         async with self.engine.begin() as conn:
@@ -58,7 +62,7 @@ class Store:
         max_queued: int | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; return it and whether it is new (False: same Idempotency-Key seen)."""
-        async with self.session() as s, s.begin():
+        async with self._submit_lock, self.session() as s, s.begin():
             if idempotency_key is not None:
                 found = await s.scalar(select(JobRow).where(JobRow.idempotency_key == idempotency_key))
                 if found is not None:
@@ -80,18 +84,11 @@ class Store:
                 image_ids=[],
             )
             s.add(job)
-            try:
-                await s.flush()
-            except IntegrityError:  # the same key submitted concurrently: the first one wins
-                await s.rollback()
-                return await self._by_key(idempotency_key), False
         return job, True
 
-    async def _by_key(self, key: str | None) -> JobRow:
+    async def find_by_key(self, key: str) -> JobRow | None:
         async with self.session() as s:
-            job = await s.scalar(select(JobRow).where(JobRow.idempotency_key == key))
-        assert job is not None
-        return job
+            return await s.scalar(select(JobRow).where(JobRow.idempotency_key == key))
 
     async def get_job(self, job_id: str) -> JobRow | None:
         async with self.session() as s:
@@ -130,7 +127,13 @@ class Store:
         return job
 
     async def finish(
-        self, job_id: str, status: str, *, error: str | None = None, image_ids: list[str] | None = None
+        self,
+        job_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        image_ids: list[str] | None = None,
+        results: list[dict[str, Any]] | None = None,
     ) -> JobRow | None:
         """Move a job to a terminal state (only once: a finished job stays as it is)."""
         assert status in TERMINAL
@@ -142,13 +145,30 @@ class Store:
             job.status, job.error, job.finished_at = status, error, now
             if image_ids is not None:
                 job.image_ids = image_ids
+            if results is not None:
+                job.results = results
             if job.started_at is not None:
                 job.seconds = (now - _aware(job.started_at)).total_seconds()
         return job
 
-    async def set_stage(self, job_id: str, stage: str, step: int, total: int) -> None:
+    async def cancel_if_queued(self, job_id: str, reason: str) -> JobRow | None:
+        """Cancel a job that has not started; None when it is no longer queued (atomic)."""
         async with self.session() as s, s.begin():
-            await s.execute(update(JobRow).where(JobRow.id == job_id).values(stage=stage, step=step, total_steps=total))
+            done = await s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "queued")
+                .values(status="cancelled", error=reason, finished_at=utcnow())
+            )
+            if not getattr(done, "rowcount", 0):
+                return None
+        return await self.get_job(job_id)
+
+    async def average_seconds(self, last: int = 20) -> float | None:
+        """Mean run time of the latest succeeded jobs, for Retry-After and ETA hints."""
+        recent = select(JobRow.seconds).where(JobRow.status == "succeeded").order_by(JobRow.seq.desc()).limit(last)
+        async with self.session() as s:
+            values = [v for v in (await s.scalars(recent)).all() if v is not None]
+        return sum(values) / len(values) if values else None
 
     async def recover(self) -> tuple[list[str], list[str]]:
         """After a crash: re-queue interrupted jobs once, fail those interrupted again."""

@@ -1,91 +1,58 @@
-"""The seed's generate-image flow: SDXL when asked and ready, else (or on failure) Pexels."""
+"""The seed's generate-image flow: SDXL (through the job queue) when asked and ready, else Pexels."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.params import MAX_SEED, GenerationParams, GenerationResult
 from cofounder_agent.errors import AppError
-from cofounder_agent.schemas import ImageGenerationRequest, ImageGenerationResponse, PexelsAttribution, RefinerInfo
-from cofounder_agent.services.image_service import EngineStatus, ImageService
+from cofounder_agent.jobs.recipes import invalid, resolve_recipe
+from cofounder_agent.jobs.service import JobService
+from cofounder_agent.jobs.tables import ImageRow
+from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
+from cofounder_agent.schemas.media import (
+    ImageGenerationRequest,
+    ImageGenerationResponse,
+    PexelsAttribution,
+    RefinerInfo,
+)
+from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import Orientation, PexelsClient
 from cofounder_agent.storage import ImageStore, UnsupportedImage
 
 log = logging.getLogger(__name__)
 UrlFor = Callable[[str], str]
 
+# This endpoint's own names for the engine options (flat, as in the seed's request).
+SEED_FIELDS: Mapping[str, str] = {
+    "switch_at": "switch_at",
+    "refiner_steps": "refiner_steps",
+    "refiner_strength": "refiner_strength",
+    "refiner_mode": "refiner_mode",
+}
 
-def _invalid(field: str, message: str) -> AppError:
-    return AppError(422, "invalid_request", f"{field}: {message}", field=field)
 
-
-def to_params(body: ImageGenerationRequest, settings: Settings) -> GenerationParams:
-    """Fill a request's gaps from the server defaults; draw a seed when none is given.
-
-    Options that the chosen refiner mode would ignore are refused rather than dropped.
-    """
+def to_recipe(body: ImageGenerationRequest, settings: Settings) -> JobCreate:
+    """The seed request as a resolved job recipe; refuses contradictions with a 422."""
     if not body.use_refinement and body.refiner_mode not in (None, "none"):
-        raise _invalid("refiner_mode", "contradicts use_refinement=false")
+        raise invalid("refiner_mode", "contradicts use_refinement=false")
     mode = body.refiner_mode or (settings.image_refiner_mode if body.use_refinement else "none")
-    if mode != "ensemble" and body.switch_at is not None:
-        raise _invalid("switch_at", f"only applies to refiner_mode=ensemble, not {mode}")
-    for name in ("refiner_steps", "refiner_strength"):
-        if mode != "img2img" and getattr(body, name) is not None:
-            raise _invalid(name, f"only applies to refiner_mode=img2img, not {mode}")
-    params = GenerationParams(
+    recipe = JobCreate(
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
-        seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1),
+        seed=body.seed,
         width=body.width,
         height=body.height,
         steps=body.base_steps,
         guidance_scale=body.guidance_scale,
-        scheduler=body.scheduler or settings.image_scheduler,
-        refiner_mode=mode,
-        switch_at=body.switch_at if body.switch_at is not None else settings.image_switch_at,
-        refiner_steps=body.refiner_steps if body.refiner_steps is not None else settings.image_refiner_steps,
-        refiner_strength=(
-            body.refiner_strength if body.refiner_strength is not None else settings.image_refiner_strength
+        scheduler=body.scheduler,
+        refiner=RefinerSpec(
+            mode=mode, switch_at=body.switch_at, steps=body.refiner_steps, strength=body.refiner_strength
         ),
     )
-    problem = params.schedule_problem()
-    if problem is not None:
-        raise _invalid(*problem)
-    return params
-
-
-def generation_metadata(result: GenerationResult, status: EngineStatus) -> dict[str, Any]:
-    """Everything needed to reproduce an image, stored in its PNG and sidecar."""
-    return {
-        "source": "tiny" if status.is_tiny else "sdxl",
-        "params": asdict(result.params),
-        "model": status.base_model,
-        "refiner_model": status.refiner_model,
-        "tiny_model": status.is_tiny,
-        "precision": status.precision,
-        "device": status.device,
-        "refiner_applied": result.refiner_applied,
-        "refiner_fallback_reason": result.refiner_fallback_reason,
-        "stages": [asdict(stage) for stage in result.stages],
-    }
-
-
-def _refiner_info(result: GenerationResult) -> RefinerInfo:
-    p = result.params
-    return RefinerInfo(
-        mode=p.refiner_mode,
-        applied=result.refiner_applied,
-        fallback_reason=result.refiner_fallback_reason,
-        switch_at=p.switch_at if p.refiner_mode == "ensemble" else None,
-        steps=p.refiner_steps if p.refiner_mode == "img2img" else None,
-        strength=p.refiner_strength if p.refiner_mode == "img2img" else None,
-    )
+    return resolve_recipe(recipe, settings, SEED_FIELDS)
 
 
 def _orientation(width: int, height: int) -> Orientation:
@@ -94,23 +61,34 @@ def _orientation(width: int, height: int) -> Orientation:
     return "landscape" if width > height else "portrait"
 
 
+class GenerationFailed(Exception):
+    """The queued generation ended without an image."""
+
+
 class FeaturedImageService:
     """Choose the source for one request and store what it produced."""
 
-    def __init__(self, images: ImageService, pexels: PexelsClient, store: ImageStore, settings: Settings) -> None:
-        self.images, self.pexels, self.store, self.settings = images, pexels, store, settings
+    def __init__(
+        self, images: ImageService, jobs: JobService, pexels: PexelsClient, store: ImageStore, settings: Settings
+    ) -> None:
+        self.images, self.jobs, self.pexels, self.store, self.settings = images, jobs, pexels, store, settings
 
     async def produce(self, body: ImageGenerationRequest, url_for: UrlFor) -> ImageGenerationResponse:
         """Serve ``body`` from SDXL or Pexels; ``url_for(image_id)`` makes the public URL."""
         generation_error: str | None = None
+        busy: AppError | None = None
         if body.use_generation:
-            params = to_params(body, self.settings)  # bad input is a 422, never a Pexels fallback
+            recipe = to_recipe(body, self.settings)  # bad input is a 422, never a Pexels fallback
             if self.images.ready:
                 try:
-                    return await self._generate(params, url_for)
+                    return await self._generate(recipe, url_for)
+                except AppError as exc:
+                    if exc.status != 429:
+                        raise
+                    busy, generation_error = exc, exc.message
                 except Exception as exc:  # e.g. CUDA OOM: fall back to Pexels when allowed
-                    log.exception("generation failed")
-                    # The details (paths, library internals) stay in the log.
+                    log.warning("generation failed: %s", exc)
+                    # Raw details (paths, library internals) stay in the log and the job record.
                     generation_error = f"generation failed ({type(exc).__name__}); see the server log"
             else:
                 status = self.images.status
@@ -119,6 +97,8 @@ class FeaturedImageService:
 
         if body.use_pexels and self.pexels.configured:
             return await self._stock_photo(body, url_for, generation_error)
+        if busy is not None:
+            raise busy
 
         pexels_reason = "use_pexels is false" if not body.use_pexels else "PEXELS_API_KEY is not set"
         generation_error = generation_error or "use_generation is false"
@@ -130,12 +110,17 @@ class FeaturedImageService:
             retry_after=10 if loading else None,
         )
 
-    async def _generate(self, params: GenerationParams, url_for: UrlFor) -> ImageGenerationResponse:
-        result = await self.images.generate(params)
+    async def _generate(self, recipe: JobCreate, url_for: UrlFor) -> ImageGenerationResponse:
+        # The same queue as POST /v1/jobs: submit, then wait for the job to end.
+        view, _ = await self.jobs.submit(recipe)
+        job = await self.jobs.wait(view.id)
+        if job.status != "succeeded" or not job.results:
+            raise GenerationFailed(f"job {job.id} {job.status}: {job.error}")
+        result = job.results[0]
+        stored = self.store.find(result["image_id"])
+        assert stored is not None
+        spec = recipe.refiner or RefinerSpec()
         status = self.images.status
-        # PNG compression takes ~0.2 s at 1024²: off the event loop.
-        stored = await asyncio.to_thread(self.store.save_png, result.image, generation_metadata(result, status))
-        log.info("generated image %s seed=%s timings=%s", stored.id, params.seed, result.timings)
         return ImageGenerationResponse(
             source="tiny" if status.is_tiny else "sdxl",
             image_id=stored.id,
@@ -143,12 +128,20 @@ class FeaturedImageService:
             width=stored.width,
             height=stored.height,
             model=status.base_model,
-            seed=params.seed,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance_scale,
-            scheduler=params.scheduler,
-            refiner=_refiner_info(result),
-            timings=result.timings,
+            seed=result["seed"],
+            num_inference_steps=recipe.steps,
+            guidance_scale=recipe.guidance_scale,
+            scheduler=recipe.scheduler,
+            refiner=RefinerInfo(
+                mode=spec.mode,
+                applied=result["refiner_applied"],
+                fallback_reason=result["refiner_fallback_reason"],
+                switch_at=spec.switch_at,
+                steps=spec.steps,
+                strength=spec.strength,
+            ),
+            timings=result["timings"],
+            job_id=job.id,
         )
 
     async def _stock_photo(
@@ -168,6 +161,15 @@ class FeaturedImageService:
             stored = await asyncio.to_thread(self.store.save_encoded, data, metadata)
         except UnsupportedImage as exc:
             raise AppError(502, "pexels_bad_image", f"Pexels sent an unusable image: {exc}") from None
+        await self.jobs.store.add_image(
+            ImageRow(
+                id=stored.id,
+                media_type=stored.media_type,
+                width=stored.width,
+                height=stored.height,
+                source="pexels",
+            )
+        )
         return ImageGenerationResponse(
             source="pexels",
             image_id=stored.id,

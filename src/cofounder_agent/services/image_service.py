@@ -9,6 +9,7 @@ when the models load: importing this module (and the web tier) stays torch-free.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,7 +85,9 @@ class ImageService:
         if generator is None:
             raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, generator.generate, params, on_step)
+        # Carry the caller's context (the job id of log records) onto the engine thread.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step)
 
     async def close(self) -> None:
         if self._load_task is not None and not self._load_task.done():

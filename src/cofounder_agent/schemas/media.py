@@ -1,4 +1,4 @@
-"""Request and response models of the HTTP API: the contract between web tier and engine."""
+"""Models of the seed-compatible media API and the shared error shape."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ class ImageGenerationResponse(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     pexels: PexelsAttribution | None = None
     generation_error: str | None = Field(None, description="Why generation was not used, when Pexels served")
+    job_id: str | None = Field(None, description="the queued job that made the image (GET /v1/jobs/{id})")
 
 
 class MediaHealth(BaseModel):

@@ -1,0 +1,90 @@
+"""Turn a job recipe into engine parameters: server defaults, seeds, and the checks before queueing."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from cofounder_agent.config import Settings
+from cofounder_agent.engine.params import MAX_SEED, GenerationParams
+from cofounder_agent.errors import AppError
+from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
+
+# Where each engine option lives in a job body; the seed endpoint passes its own names.
+JOB_FIELDS: Mapping[str, str] = {
+    "switch_at": "refiner.switch_at",
+    "refiner_steps": "refiner.steps",
+    "refiner_strength": "refiner.strength",
+    "refiner_mode": "refiner.mode",
+}
+
+
+def invalid(field: str, message: str) -> AppError:
+    return AppError(422, "invalid_request", f"{field}: {message}", field=field)
+
+
+def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, str] = JOB_FIELDS) -> JobCreate:
+    """Fill server defaults and draw the seed, so the stored recipe alone reproduces the images.
+
+    Options the chosen refiner mode would ignore, and schedules in which a stage would run no
+    step, are refused with a 422 naming the field — before the job is queued.
+    """
+    if recipe.stages:
+        raise invalid("stages", "further stages (upscale, face_restore, ...) are not available yet")
+    if recipe.input_image_id is not None:
+        raise invalid("input_image_id", "refining an uploaded image is not available yet")
+    spec = recipe.refiner or RefinerSpec(mode=settings.image_refiner_mode)
+    mode = spec.mode
+    if mode != "ensemble" and spec.switch_at is not None:
+        raise invalid(fields["switch_at"], f"only applies to refiner mode ensemble, not {mode}")
+    for option, value in (("refiner_steps", spec.steps), ("refiner_strength", spec.strength)):
+        if mode != "img2img" and value is not None:
+            raise invalid(fields[option], f"only applies to refiner mode img2img, not {mode}")
+    if mode == "ensemble":
+        spec = RefinerSpec(mode=mode, switch_at=spec.switch_at or settings.image_switch_at)
+    elif mode == "img2img":
+        steps = spec.steps if spec.steps is not None else settings.image_refiner_steps
+        strength = spec.strength if spec.strength is not None else settings.image_refiner_strength
+        spec = RefinerSpec(mode=mode, steps=steps, strength=strength)
+    resolved = recipe.model_copy(
+        update={
+            "seed": recipe.seed if recipe.seed is not None else secrets.randbelow(MAX_SEED + 1),
+            "scheduler": recipe.scheduler or settings.image_scheduler,
+            "refiner": spec,
+        }
+    )
+    problem = job_params(resolved)[0].schedule_problem()
+    if problem is not None:
+        raise invalid(fields[problem[0]], problem[1])
+    return resolved
+
+
+def job_params(recipe: JobCreate) -> list[GenerationParams]:
+    """Engine parameters of each image of a resolved recipe (image i uses seed + i)."""
+    assert recipe.seed is not None and recipe.scheduler is not None and recipe.refiner is not None
+    spec = recipe.refiner
+    return [
+        GenerationParams(
+            prompt=recipe.prompt,
+            negative_prompt=recipe.negative_prompt,
+            seed=(recipe.seed + index) % (MAX_SEED + 1),
+            width=recipe.width,
+            height=recipe.height,
+            steps=recipe.steps,
+            guidance_scale=recipe.guidance_scale,
+            scheduler=recipe.scheduler,
+            refiner_mode=spec.mode,
+            # Options of other modes keep GenerationParams' defaults (the engine ignores them).
+            switch_at=spec.switch_at if spec.switch_at is not None else GenerationParams.switch_at,
+            refiner_steps=spec.steps if spec.steps is not None else GenerationParams.refiner_steps,
+            refiner_strength=spec.strength if spec.strength is not None else GenerationParams.refiner_strength,
+        )
+        for index in range(recipe.num_images)
+    ]
+
+
+def denoising_steps(params: GenerationParams) -> int:
+    """Steps one image runs, for progress and ETA (ensemble splits one schedule in two)."""
+    if params.refiner_mode == "img2img":
+        return params.steps + int(params.refiner_steps * params.refiner_strength)
+    return params.steps

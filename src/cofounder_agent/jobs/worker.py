@@ -1,0 +1,203 @@
+"""The worker: takes queued jobs in order and runs them on the device's engine thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cofounder_agent.config import Settings
+from cofounder_agent.engine.params import GenerationResult
+from cofounder_agent.engine.stages.common import GenerationCancelled
+from cofounder_agent.jobs.events import EventHub, terminal_event
+from cofounder_agent.jobs.recipes import denoising_steps, job_params
+from cofounder_agent.jobs.store import Store
+from cofounder_agent.jobs.tables import ImageRow, JobRow
+from cofounder_agent.logging_setup import job_context
+from cofounder_agent.schemas.jobs import JobCreate
+from cofounder_agent.services.image_service import ImageService
+from cofounder_agent.services.metadata import generation_metadata
+from cofounder_agent.storage import ImageStore
+
+log = logging.getLogger(__name__)
+
+# Called with the finished job row: webhooks and metrics hang here.
+FinishHook = Callable[[JobRow], Awaitable[None]]
+
+
+@dataclass
+class Live:
+    """Progress of the running job, kept in memory (it changes every denoising step)."""
+
+    total_steps: int
+    stage: str | None = None
+    step: int = 0
+    stage_total: int = 0
+    steps_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.steps_done / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.steps_done:
+            return None
+        elapsed = time.monotonic() - self.started
+        return round(elapsed / self.steps_done * max(0, self.total_steps - self.steps_done), 2)
+
+
+class Worker:
+    """One loop per device; jobs run one after another on the ImageService's engine thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        images: ImageService,
+        files: ImageStore,
+        hub: EventHub,
+        settings: Settings,
+        on_finish: list[FinishHook] | None = None,
+    ) -> None:
+        self.store, self.images, self.files, self.hub, self.settings = store, images, files, hub, settings
+        self.on_finish = on_finish or []
+        self.live: dict[str, Live] = {}
+        self._cancel: dict[str, threading.Event] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="job-worker")
+
+    async def stop(self) -> None:
+        for flag in self._cancel.values():
+            flag.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_cancel(self, job_id: str) -> None:
+        """Ask a running job to stop at its next denoising step.
+
+        The flag may be set before the worker registers the job (claimed a moment ago):
+        ``_run`` picks up the same flag and stops at the first step.
+        """
+        self._cancel.setdefault(job_id, threading.Event()).set()
+
+    async def _loop(self) -> None:
+        await self.images.wait_ready()  # a failed load still lets jobs run (and fail with the reason)
+        while True:
+            self._wake.clear()
+            job = await self.store.claim_next()
+            if job is None:
+                await self._wake.wait()
+                continue
+            try:
+                await self._run(job)
+            except Exception:  # the loop must survive anything a job does
+                log.exception("job %s crashed the worker step", job.id)
+                self._cancel.pop(job.id, None)
+                failed = await self.store.finish(job.id, "failed", error="internal error; see the server log")
+                if failed is not None:
+                    await self.finished(failed)
+
+    async def _run(self, job: JobRow) -> None:
+        recipe = JobCreate.model_validate(job.recipe)
+        params_list = job_params(recipe)
+        flag = self._cancel.setdefault(job.id, threading.Event())
+        live = self.live[job.id] = Live(total_steps=sum(denoising_steps(p) for p in params_list))
+        loop = asyncio.get_running_loop()
+
+        def on_step(stage: str, step: int, total: int) -> None:  # runs on the engine thread
+            if flag.is_set():
+                raise GenerationCancelled
+            loop.call_soon_threadsafe(self._progress, job.id, live, stage, step, total)
+
+        self.hub.publish(job.id, {"type": "started", "job_id": job.id, "attempt": job.attempts})
+        results: list[dict[str, Any]] = []
+        status, error = "succeeded", None
+        with job_context(job.id):
+            log.info("job started (attempt %s, %s image(s))", job.attempts, len(params_list))
+            try:
+                async with asyncio.timeout(self.settings.image_job_timeout_s):
+                    for params in params_list:
+                        result = await self.images.generate(params, on_step)
+                        results.append(await self._keep(job, result))
+                        self.hub.publish(job.id, {"type": "image", "job_id": job.id, **results[-1]})
+            except GenerationCancelled:
+                status, error = "cancelled", f"cancelled while running ({live.stage} step {live.step})"
+            except TimeoutError:
+                flag.set()  # the engine thread stops at its next step
+                status, error = "failed", f"timed out after {self.settings.image_job_timeout_s:g} s"
+            except Exception as exc:
+                log.exception("job failed")
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+            finally:
+                self._cancel.pop(job.id, None)
+                self.live.pop(job.id, None)
+            finished = await self.store.finish(
+                job.id, status, error=error, image_ids=[r["image_id"] for r in results], results=results
+            )
+            log.info("job %s%s", status, f": {error}" if error else "")
+        if finished is not None:
+            await self.finished(finished)
+
+    def _progress(self, job_id: str, live: Live, stage: str, step: int, total: int) -> None:
+        live.stage, live.step, live.stage_total = stage, step, total
+        live.steps_done += 1
+        self.hub.publish(
+            job_id,
+            {
+                "type": "step",
+                "job_id": job_id,
+                "stage": stage,
+                "step": step,
+                "total": total,
+                "progress": round(live.progress, 4),
+                "eta_s": live.eta_s,
+            },
+        )
+
+    async def _keep(self, job: JobRow, result: GenerationResult) -> dict[str, Any]:
+        """Store an image file and its row; return its result summary."""
+        metadata = {**generation_metadata(result, self.images.status), "job_id": job.id}
+        stored = await asyncio.to_thread(self.files.save_png, result.image, metadata)
+        source = "tiny" if self.images.status.is_tiny else "sdxl"
+        await self.store.add_image(
+            ImageRow(
+                id=stored.id,
+                job_id=job.id,
+                board_id=job.board_id,
+                media_type=stored.media_type,
+                width=stored.width,
+                height=stored.height,
+                source=source,
+            )
+        )
+        return {
+            "image_id": stored.id,
+            "seed": result.params.seed,
+            "refiner_applied": result.refiner_applied,
+            "refiner_fallback_reason": result.refiner_fallback_reason,
+            "timings": result.timings,
+            "stages": [asdict(s) for s in result.stages],
+        }
+
+    async def finished(self, job: JobRow) -> None:
+        """Announce a job's end: its event stream's last event, then the finish hooks."""
+        self.hub.publish(job.id, terminal_event(job))
+        for hook in self.on_finish:
+            try:
+                await hook(job)
+            except Exception:  # a hook (webhook, metrics) never takes the worker down
+                log.exception("finish hook failed for job %s", job.id)

@@ -1,0 +1,67 @@
+"""The job API: submit (202), look, list, cancel, and follow a job's events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from cofounder_agent.deps import JobServiceDep
+from cofounder_agent.jobs.tables import JobRow
+from cofounder_agent.schemas import ErrorBody
+from cofounder_agent.schemas.jobs import JobCreate, JobPublic, JobsPublic, JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+
+async def _job(job_id: str, jobs: JobServiceDep) -> JobRow:
+    # Resolved before a stream starts, so an unknown id is a plain 404, not a broken stream.
+    return await jobs.get_row(job_id)
+
+
+@router.post("", status_code=202, responses={**ERRORS, 429: {"model": ErrorBody}})
+async def submit_job(
+    body: JobCreate,
+    jobs: JobServiceDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Queue a generation; answers at once with the job id and its queue position."""
+    job, new = await jobs.submit(body, idempotency_key)
+    if not new:
+        response.status_code = 200  # the job this Idempotency-Key already made
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+@router.get("")
+async def list_jobs(
+    jobs: JobServiceDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobsPublic:
+    """List jobs, newest first."""
+    return await jobs.list(status, limit, offset)
+
+
+@router.get("/{job_id}", responses=ERRORS)
+async def get_job(job_id: str, jobs: JobServiceDep) -> JobPublic:
+    """A job's status, stage, step/total, ETA, result image ids and error reason."""
+    return await jobs.get(job_id)
+
+
+@router.delete("/{job_id}", responses={**ERRORS, 409: {"model": ErrorBody}})
+async def cancel_job(job_id: str, jobs: JobServiceDep) -> JobPublic:
+    """Cancel: a queued job never starts, a running one stops at its next denoising step."""
+    return await jobs.cancel(job_id)
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses=ERRORS)
+async def job_events(job: Annotated[JobRow, Depends(_job)], jobs: JobServiceDep) -> AsyncIterable[ServerSentEvent]:
+    """Server-sent events: queued, started, step, image, then succeeded/failed/cancelled."""
+    async for event in jobs.events(job):
+        yield ServerSentEvent(event=event["type"], data=event)

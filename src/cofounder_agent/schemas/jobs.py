@@ -1,0 +1,124 @@
+"""Models of the job API (a job body is a recipe), boards and stored images."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
+
+from cofounder_agent.engine.params import MAX_SEED, RefinerMode, SchedulerName
+from cofounder_agent.schemas.media import Dimension, Prompt
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class RefinerSpec(BaseModel):
+    """How the refiner follows the base: options belong to their mode only."""
+
+    model_config = {"extra": "forbid"}
+
+    mode: RefinerMode = "ensemble"
+    switch_at: float | None = Field(None, gt=0.0, lt=1.0, description="ensemble: base share of the schedule")
+    steps: int | None = Field(None, ge=1, le=200, description="img2img: refiner schedule length")
+    strength: float | None = Field(None, gt=0.0, le=1.0, description="img2img: re-noising strength")
+
+
+class JobCreate(BaseModel):
+    """A generation recipe. Omitted options take the server's defaults when the job is queued."""
+
+    model_config = {"extra": "forbid"}
+
+    prompt: Prompt
+    negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="first image's seed; image i uses seed + i")
+    width: Dimension = 1024
+    height: Dimension = 1024
+    steps: int = Field(40, ge=1, le=200, description="base schedule length (ensemble: base + refiner)")
+    guidance_scale: float = Field(7.5, ge=1.0, le=30.0)
+    scheduler: SchedulerName | None = None
+    refiner: RefinerSpec | None = None
+    num_images: int = Field(1, ge=1, le=8)
+    board_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    priority: int = Field(0, ge=-10, le=10, description="higher runs first; equal priorities run in order")
+    callback_url: AnyHttpUrl | None = Field(None, description="POSTed the final job JSON when it ends")
+    keep_intermediates: bool = True
+    input_image_id: str | None = Field(None, description="refine an uploaded image instead of generating")
+    stages: list[dict[str, Any]] = Field(default_factory=list, description="further stages (upscale, ...)")
+
+
+class ImageResult(BaseModel):
+    """One image a job produced and how."""
+
+    image_id: str
+    seed: int
+    refiner_applied: bool
+    refiner_fallback_reason: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    priority: int
+    queue_position: int | None = Field(None, description="queued jobs that run before this one")
+    stage: str | None = None
+    step: int = 0
+    total_steps: int = 0
+    progress: float = Field(0.0, ge=0.0, le=1.0, description="share of the job's denoising steps done")
+    eta_s: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    image_ids: list[str] = Field(default_factory=list)
+    results: list[ImageResult] = Field(default_factory=list)
+    recipe: JobCreate
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seconds: float | None = None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class BoardCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+    name: Name
+
+
+class BoardUpdate(BaseModel):
+    model_config = {"extra": "forbid"}
+    name: Name
+
+
+class BoardPublic(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class BoardsPublic(BaseModel):
+    data: list[BoardPublic]
+    count: int
+
+
+class ImagePublic(BaseModel):
+    id: str
+    url: str
+    thumbnail_url: str
+    media_type: str
+    width: int
+    height: int
+    source: str
+    job_id: str | None = None
+    board_id: str | None = None
+    intermediate: bool = False
+    created_at: datetime
+
+
+class ImagesPublic(BaseModel):
+    data: list[ImagePublic]
+    count: int
