@@ -1,0 +1,197 @@
+"""The job API on a real server: submit, stream, cancel, list, download, limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from conftest import make_settings, pixels, running_server, wait_ready
+
+FAST: dict[str, Any] = {"prompt": "a castle", "width": 64, "height": 64, "steps": 20}
+# Slow enough on 2 CPU cores (~0.1 s a step) to be cancelled or timed out mid-run.
+SLOW: dict[str, Any] = {"prompt": "a slow castle", "width": 384, "height": 384, "steps": 100}
+
+
+@pytest.fixture(scope="module")
+def job_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_server(make_settings(tmp_path_factory.mktemp("jobs"))) as url:
+        wait_ready(url)
+        yield url
+
+
+def _submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json=body, headers=headers)
+    assert response.status_code in (200, 202), response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def _wait(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(job_id)
+
+
+def _wait_running(client: httpx.Client, job_id: str, min_step: int = 2) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == "running" and job["step"] >= min_step:
+            return job
+        time.sleep(0.02)
+    raise TimeoutError(job_id)
+
+
+def _collect_events(base_url: str, job_id: str, into: list[tuple[str, dict[str, Any]]]) -> None:
+    with (
+        httpx.Client(base_url=base_url, timeout=120) as client,
+        connect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source,
+    ):
+        for sse in source.iter_sse():
+            into.append((sse.event, sse.json()))
+
+
+def test_five_jobs_stream_cancel_and_download(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        slow = _submit(client, SLOW)
+        fast = [_submit(client, {**FAST, "seed": i}) for i in range(4)]
+        assert all(job["status"] == "queued" for job in fast)
+        assert [job["queue_position"] for job in fast] == [0, 1, 2, 3] or fast[0]["queue_position"] >= 0
+
+        # Cancelled while queued: it never starts.
+        queued = client.delete(f"/v1/jobs/{fast[2]['id']}").json()
+        assert (queued["status"], queued["error"], queued["started_at"]) == (
+            "cancelled",
+            "cancelled before it started",
+            None,
+        )
+
+        # Follow one fast job's events from before it starts to its end.
+        events: list[tuple[str, dict[str, Any]]] = []
+        follower = threading.Thread(target=_collect_events, args=(job_server, fast[0]["id"], events))
+        follower.start()
+
+        # Cancelled while running: it stops at the next denoising step.
+        running = _wait_running(client, slow["id"])
+        cancelled = client.delete(f"/v1/jobs/{slow['id']}").json()
+        assert cancelled["status"] == "cancelled" and "cancelled while running" in cancelled["error"]
+        assert cancelled["started_at"] is not None
+        assert running["step"] < 100 and cancelled["image_ids"] == []
+
+        follower.join(timeout=120)
+        kinds = [kind for kind, _ in events]
+        assert kinds[0] in ("queued", "running") and kinds[-1] == "succeeded"
+        assert "started" in kinds and kinds.count("step") == 20 and kinds.count("image") == 1
+        final = events[-1][1]
+        assert len(final["image_ids"]) == 1 and final["error"] is None
+
+        # Every succeeded image downloads.
+        for job in (fast[0], fast[1], fast[3]):
+            done = _wait(client, job["id"])
+            assert done["status"] == "succeeded" and done["progress"] == 1.0
+            (image_id,) = done["image_ids"]
+            png = client.get(f"/v1/images/{image_id}")
+            assert png.headers["content-type"] == "image/png" and pixels(png.content).shape == (64, 64, 3)
+
+        listed = client.get("/v1/jobs", params={"status": "cancelled", "limit": 100}).json()
+        assert {slow["id"], fast[2]["id"]} <= {job["id"] for job in listed["data"]}
+
+
+def test_running_job_stops_within_one_step(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        job = _submit(client, SLOW)
+        events: list[tuple[str, dict[str, Any]]] = []
+        follower = threading.Thread(target=_collect_events, args=(job_server, job["id"], events))
+        follower.start()
+        _wait_running(client, job["id"], min_step=3)
+        steps_before = sum(1 for kind, _ in events if kind == "step")
+        client.delete(f"/v1/jobs/{job['id']}")
+        follower.join(timeout=60)
+        steps_after = sum(1 for kind, _ in events if kind == "step")
+        assert events[-1][0] == "cancelled"
+        # The step in flight when the cancel arrived may finish; no further one starts.
+        assert steps_after - steps_before <= 2
+
+
+def test_num_images_uses_consecutive_seeds(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        done = _wait(client, _submit(client, {**FAST, "seed": 41, "num_images": 2})["id"])
+        assert [r["seed"] for r in done["results"]] == [41, 42] and len(done["image_ids"]) == 2
+        single = _wait(client, _submit(client, {**FAST, "seed": 42})["id"])
+        same = [pixels(client.get(f"/v1/images/{i}").content) for i in (done["image_ids"][1], single["image_ids"][0])]
+        assert int(abs(same[0] - same[1]).max()) == 0
+
+
+def test_idempotency_key_returns_the_same_job(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        first = client.post("/v1/jobs", json=FAST, headers={"Idempotency-Key": "order-17"})
+        again = client.post("/v1/jobs", json=FAST, headers={"Idempotency-Key": "order-17"})
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert first.json()["id"] == again.json()["id"]
+        assert first.headers["Location"] == f"/v1/jobs/{first.json()['id']}"
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"stages": [{"type": "upscale"}]}, "stages"),
+        ({"input_image_id": "0" * 32}, "input_image_id"),
+        ({"refiner": {"mode": "ensemble", "steps": 10}}, "refiner.steps"),
+        ({"refiner": {"mode": "img2img", "steps": 2, "strength": 0.3}}, "refiner.strength"),
+        ({"refiner": {"mode": "fast"}}, "refiner.mode"),
+        ({"board_id": "0" * 32}, "board_id"),
+        ({"num_images": 9}, "num_images"),
+        ({"callback_url": "not a url"}, "callback_url"),
+        ({"width": 1001}, "width"),
+    ],
+)
+def test_bad_recipes_are_422_naming_the_field(job_server: str, patch: dict[str, Any], field: str) -> None:
+    response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, **patch})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_unknown_and_finished_jobs(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        assert client.get("/v1/jobs/" + "0" * 32).status_code == 404
+        assert client.get("/v1/jobs/" + "0" * 32 + "/events").status_code == 404
+        assert client.delete("/v1/jobs/nope").status_code == 404
+        done = _wait(client, _submit(client, FAST)["id"])
+        again = client.delete(f"/v1/jobs/{done['id']}")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
+        finished_stream = client.get(f"/v1/jobs/{done['id']}/events")
+        assert finished_stream.headers["content-type"].startswith("text/event-stream")
+        assert "event: succeeded" in finished_stream.text
+
+
+def test_full_queue_is_429_with_retry_after(tmp_path: Path) -> None:
+    with running_server(make_settings(tmp_path, image_max_queue=1)) as url, httpx.Client(base_url=url) as client:
+        wait_ready(url)
+        running = _submit(client, SLOW)
+        _wait_running(client, running["id"], min_step=1)
+        _submit(client, FAST)  # the one queued slot
+        full = client.post("/v1/jobs", json=FAST)
+        assert full.status_code == 429 and int(full.headers["Retry-After"]) >= 1
+        assert full.json()["error"]["code"] == "queue_full"
+        client.delete(f"/v1/jobs/{running['id']}")
+
+
+def test_job_timeout_fails_with_reason(tmp_path: Path) -> None:
+    with running_server(make_settings(tmp_path, image_job_timeout_s=3.0)) as url, httpx.Client(base_url=url) as client:
+        wait_ready(url)
+        done = _wait(client, _submit(client, SLOW)["id"])
+        assert done["status"] == "failed" and done["error"] == "timed out after 3 s"
+        # The worker goes on with the next job.
+        after = _wait(client, _submit(client, FAST)["id"])
+        assert after["status"] == "succeeded", after["error"]
