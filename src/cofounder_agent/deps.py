@@ -10,6 +10,7 @@ from cofounder_agent.config import Settings
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.services.featured_image import FeaturedImageService
+from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
@@ -59,3 +60,11 @@ def get_db(request: Request) -> Store:
 
 JobServiceDep = Annotated[JobService, Depends(get_jobs)]
 DbDep = Annotated[Store, Depends(get_db)]
+
+
+def get_gallery(request: Request) -> Gallery:
+    gallery: Gallery = request.app.state.gallery
+    return gallery
+
+
+GalleryDep = Annotated[Gallery, Depends(get_gallery)]

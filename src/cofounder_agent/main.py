@@ -17,8 +17,9 @@ from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.middleware import FormAsJsonMiddleware
-from cofounder_agent.routes import health, images, jobs, media_routes
+from cofounder_agent.routes import boards, health, images, jobs, media_routes
 from cofounder_agent.services.featured_image import FeaturedImageService
+from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         app.state.settings, app.state.db, app.state.store = settings, db, files
         app.state.image_service, app.state.jobs, app.state.pexels = image_service, job_service, pexels
         app.state.featured = FeaturedImageService(image_service, job_service, pexels, files, settings)
+        app.state.gallery = Gallery(db, files)
 
         # 2. Jobs a crash left running are queued again (once); queued jobs simply wait.
         requeued, failed = await db.recover()
@@ -76,6 +78,6 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     )
     app.add_middleware(FormAsJsonMiddleware)
     install_error_handlers(app)
-    for module in (health, media_routes, jobs, images):
+    for module in (health, media_routes, jobs, images, boards):
         app.include_router(module.router)
     return app

@@ -18,6 +18,9 @@ from PIL import Image, PngImagePlugin
 _IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+# Refuse pictures beyond 64 megapixels before decoding them (decompression bombs).
+MAX_PIXELS = 8192 * 8192
+THUMBNAIL_SIZE = (256, 256)
 
 
 class UnsupportedImage(ValueError):
@@ -60,11 +63,14 @@ class ImageStore:
             with Image.open(io.BytesIO(data)) as probe:
                 ext = _PIL_FORMATS.get(probe.format or "")
                 size = probe.size
-                probe.verify()
+                if ext is not None and size[0] * size[1] <= MAX_PIXELS:
+                    probe.load()  # a full decode: truncated or corrupt files fail here
         except Exception as exc:  # Pillow raises many types for bad data
-            raise UnsupportedImage(f"not a decodable image: {exc}") from exc
+            raise UnsupportedImage(f"not a decodable image: {type(exc).__name__}") from exc
         if ext is None:
             raise UnsupportedImage("only PNG, JPEG and WebP images are stored")
+        if size[0] * size[1] > MAX_PIXELS:
+            raise UnsupportedImage(f"{size[0]}x{size[1]} is larger than {MAX_PIXELS} pixels")
         return self._write(data, ext, size, metadata)
 
     def find(self, image_id: str) -> StoredImage | None:
@@ -78,6 +84,32 @@ class ImageStore:
                 meta = self.metadata(image_id) or {}
                 return StoredImage(image_id, path, media_type, int(meta.get("width", 0)), int(meta.get("height", 0)))
         return None
+
+    def thumbnail(self, image_id: str) -> Path | None:
+        """A small PNG of the image, made once and kept beside it."""
+        stored = self.find(image_id)
+        if stored is None:
+            return None
+        path = self.dir / f"{image_id}.thumb.png"
+        if not path.is_file():
+            with Image.open(stored.path) as image:
+                image.thumbnail(THUMBNAIL_SIZE)
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="PNG")
+            self._atomic_write(path, buffer.getvalue())
+        return path
+
+    def delete(self, image_id: str) -> bool:
+        """Remove an image's files; False when there was none."""
+        if not _IMAGE_ID.fullmatch(image_id):
+            return False
+        removed = False
+        for name in [f"{image_id}.{ext}" for ext in _MEDIA_TYPES] + [f"{image_id}.json", f"{image_id}.thumb.png"]:
+            path = self.dir / name
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed = True
+        return removed
 
     def metadata(self, image_id: str) -> dict[str, Any] | None:
         if not _IMAGE_ID.fullmatch(image_id):

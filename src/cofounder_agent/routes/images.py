@@ -1,26 +1,69 @@
-"""Images served by id from the store; a user never names a path."""
+"""Images by id: download (full or thumbnail), metadata, upload, delete. Never by path."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from typing import Annotated, Any, Literal
 
-from cofounder_agent.deps import StoreDep
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+
+from cofounder_agent.deps import GalleryDep, SettingsDep, StoreDep
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas import ErrorBody
+from cofounder_agent.schemas.jobs import ImagePublic
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+# Outer bound for upload requests; the configured IMAGE_MAX_UPLOAD_MB applies inside it.
+UPLOAD_HARD_CAP = 256 * 1024 * 1024
+# Content never changes for an id, so clients and proxies may cache it for good.
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 
-@router.get("/{image_id}", name="get_image", responses={404: {"model": ErrorBody}})
-async def get_image(image_id: str, store: StoreDep) -> FileResponse:
-    """Download the full-resolution image."""
+def image_url(request: Request) -> Any:
+    return lambda image_id: str(request.url_for("get_image", image_id=image_id))
+
+
+@router.get("/{image_id}", name="get_image", responses=NOT_FOUND)
+async def get_image(image_id: str, store: StoreDep, variant: Literal["full", "thumbnail"] = "full") -> FileResponse:
+    """Download the image at full resolution, or a thumbnail (at most 256 px a side)."""
     stored = store.find(image_id)
     if stored is None:
         raise AppError(404, "image_not_found", "no image with this id", field="image_id")
-    return FileResponse(
-        stored.path,
-        media_type=stored.media_type,
-        # Content never changes for an id, so clients and proxies may cache it for good.
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
-    )
+    if variant == "thumbnail":
+        thumb = store.thumbnail(image_id)
+        assert thumb is not None
+        return FileResponse(thumb, media_type="image/png", headers=IMMUTABLE)
+    return FileResponse(stored.path, media_type=stored.media_type, headers=IMMUTABLE)
+
+
+@router.get("/{image_id}/metadata", responses=NOT_FOUND)
+async def image_metadata(image_id: str, request: Request, gallery: GalleryDep, store: StoreDep) -> dict[str, Any]:
+    """The image's record plus everything stored with it (generation parameters, stages, source)."""
+    row = await gallery.image(image_id)
+    public = gallery.public(row, image_url(request)).model_dump(mode="json")
+    return {**public, "metadata": store.metadata(image_id) or {}}
+
+
+@router.post("", status_code=201, max_body_size=UPLOAD_HARD_CAP, responses={422: {"model": ErrorBody}})
+async def upload_image(
+    file: Annotated[UploadFile, File(description="PNG, JPEG or WebP")],
+    request: Request,
+    gallery: GalleryDep,
+    settings: SettingsDep,
+    board_id: Annotated[str | None, Form(pattern=r"^[0-9a-f]{32}$")] = None,
+) -> ImagePublic:
+    """Upload a picture (for example to refine it), optionally into a board."""
+    limit = int(settings.image_max_upload_mb * 1024 * 1024)
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise AppError(413, "too_large", f"file: larger than {settings.image_max_upload_mb:g} MB", field="file")
+    row = await gallery.upload(data, board_id)
+    return gallery.public(row, image_url(request))
+
+
+@router.delete("/{image_id}", status_code=204, responses=NOT_FOUND)
+async def delete_image(image_id: str, gallery: GalleryDep) -> Response:
+    """Delete the image, its thumbnail and its metadata."""
+    await gallery.delete_image(image_id)
+    return Response(status_code=204)

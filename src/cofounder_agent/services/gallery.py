@@ -1,0 +1,112 @@
+"""Images and boards as users see them: uploads, listings, thumbnails, zips, deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from cofounder_agent.errors import AppError
+from cofounder_agent.jobs.store import Store
+from cofounder_agent.jobs.tables import BoardRow, ImageRow
+from cofounder_agent.schemas.jobs import BoardPublic, ImagePublic, ImagesPublic
+from cofounder_agent.storage import ImageStore, UnsupportedImage
+
+UrlFor = Callable[[str], str]
+
+
+def _not_found(kind: str, field: str) -> AppError:
+    return AppError(404, f"{kind}_not_found", f"no {kind} with this id", field=field)
+
+
+class Gallery:
+    def __init__(self, db: Store, files: ImageStore) -> None:
+        self.db, self.files = db, files
+
+    def public(self, row: ImageRow, url_for: UrlFor) -> ImagePublic:
+        url = url_for(row.id)
+        return ImagePublic(
+            id=row.id,
+            url=url,
+            thumbnail_url=f"{url}?variant=thumbnail",
+            media_type=row.media_type,
+            width=row.width,
+            height=row.height,
+            source=row.source,
+            job_id=row.job_id,
+            board_id=row.board_id,
+            intermediate=row.intermediate,
+            created_at=row.created_at,
+        )
+
+    async def image(self, image_id: str) -> ImageRow:
+        row = await self.db.get_image(image_id)
+        if row is None or self.files.find(image_id) is None:
+            raise _not_found("image", "image_id")
+        return row
+
+    async def upload(self, data: bytes, board_id: str | None) -> ImageRow:
+        """Store an uploaded PNG/JPEG/WebP after decoding it fully (so it can be refined later)."""
+        if board_id is not None:
+            await self.board(board_id, field="board_id")
+        try:
+            stored = await asyncio.to_thread(self.files.save_encoded, data, {"source": "upload"})
+        except UnsupportedImage as exc:
+            raise AppError(422, "invalid_image", f"file: {exc}", field="file") from None
+        row = ImageRow(
+            id=stored.id,
+            board_id=board_id,
+            media_type=stored.media_type,
+            width=stored.width,
+            height=stored.height,
+            source="upload",
+        )
+        await self.db.add_image(row)
+        return row
+
+    async def delete_image(self, image_id: str) -> None:
+        found = await self.db.delete_image(image_id)
+        removed = await asyncio.to_thread(self.files.delete, image_id)
+        if not (found or removed):
+            raise _not_found("image", "image_id")
+
+    async def board(self, board_id: str, field: str = "board_id") -> BoardRow:
+        board = await self.db.get_board(board_id)
+        if board is None:
+            raise _not_found("board", field)
+        return board
+
+    async def board_images(self, board_id: str, limit: int, offset: int, url_for: UrlFor) -> ImagesPublic:
+        await self.board(board_id)
+        rows, total = await self.db.list_images(board_id, limit, offset)
+        return ImagesPublic(data=[self.public(row, url_for) for row in rows], count=total)
+
+    async def delete_board(self, board_id: str, delete_images: bool) -> None:
+        image_ids = await self.db.delete_board(board_id)
+        if image_ids is None:
+            raise _not_found("board", "board_id")
+        if delete_images:
+            for image_id in image_ids:
+                await self.delete_image(image_id)
+
+    async def zip_board(self, board_id: str) -> tuple[Path, str]:
+        """Write the board's images into a temporary zip; return its path and a file name."""
+        board = await self.board(board_id)
+        rows, _ = await self.db.list_images(board_id, limit=100_000, offset=0)
+        paths = [found.path for row in rows if (found := self.files.find(row.id)) is not None]
+        return await asyncio.to_thread(self._zip, paths), f"board-{board.id}.zip"
+
+    def _zip(self, paths: list[Path]) -> Path:
+        with (
+            tempfile.NamedTemporaryFile(dir=self.files.dir, prefix=".tmp-zip-", suffix=".zip", delete=False) as handle,
+            zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive,
+        ):
+            for path in paths:  # PNG/JPEG are compressed already
+                archive.write(path, arcname=path.name)
+        return Path(handle.name)
+
+
+def board_public(board: BoardRow) -> BoardPublic:
+    return BoardPublic(id=board.id, name=board.name, created_at=board.created_at)

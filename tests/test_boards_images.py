@@ -1,0 +1,127 @@
+"""Boards and images over HTTP: upload, list, thumbnails, metadata, zip download, deletion."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import make_settings, pixels, running_server, wait_ready
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_server(make_settings(tmp_path_factory.mktemp("boards"), image_max_upload_mb=1)) as url:
+        wait_ready(url)
+        yield url
+
+
+def _png(size: tuple[int, int] = (300, 200), color: tuple[int, int, int] = (10, 200, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _job_image(client: httpx.Client, board_id: str) -> str:
+    job = client.post(
+        "/v1/jobs", json={"prompt": "a boat", "width": 64, "height": 64, "steps": 20, "board_id": board_id}
+    )
+    job_id = job.json()["id"]
+    deadline = time.monotonic() + 120
+    while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] != "succeeded":
+        assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
+        time.sleep(0.05)
+    image_id: str = state["image_ids"][0]
+    return image_id
+
+
+def test_board_lifecycle_with_generated_and_uploaded_images(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=120) as client:
+        board = client.post("/v1/boards", json={"name": "  Harbour  "})
+        assert board.status_code == 201 and board.json()["name"] == "Harbour"
+        board_id = board.json()["id"]
+        generated = _job_image(client, board_id)
+        uploaded = client.post(
+            "/v1/images", files={"file": ("photo.png", _png(), "image/png")}, data={"board_id": board_id}
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        assert (uploaded.json()["width"], uploaded.json()["source"]) == (300, "upload")
+
+        listed = client.get(f"/v1/boards/{board_id}/images", params={"limit": 1}).json()
+        assert listed["count"] == 2 and [i["id"] for i in listed["data"]] == [generated]
+        page2 = client.get(f"/v1/boards/{board_id}/images", params={"limit": 1, "offset": 1}).json()
+        assert [i["id"] for i in page2["data"]] == [uploaded.json()["id"]]
+
+        renamed = client.patch(f"/v1/boards/{board_id}", json={"name": "Port"}).json()
+        assert renamed["name"] == "Port"
+        assert any(b["name"] == "Port" for b in client.get("/v1/boards").json()["data"])
+
+        archive = client.get(f"/v1/boards/{board_id}/download")
+        assert archive.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+            assert sorted(zipped.namelist()) == sorted([f"{generated}.png", f"{uploaded.json()['id']}.png"])
+
+        assert client.delete(f"/v1/boards/{board_id}", params={"delete_images": "true"}).status_code == 204
+        assert client.get(f"/v1/images/{generated}").status_code == 404
+        assert client.get(f"/v1/boards/{board_id}/images").status_code == 404
+
+
+def test_deleting_a_board_keeps_its_images_by_default(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=120) as client:
+        board_id = client.post("/v1/boards", json={"name": "keep"}).json()["id"]
+        image_id = _job_image(client, board_id)
+        assert client.delete(f"/v1/boards/{board_id}").status_code == 204
+        assert client.get(f"/v1/images/{image_id}").status_code == 200
+        assert client.get(f"/v1/images/{image_id}/metadata").json()["board_id"] is None
+
+
+def test_thumbnail_and_metadata(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=120) as client:
+        image_id = client.post("/v1/images", files={"file": ("a.png", _png((1000, 500)), "image/png")}).json()["id"]
+        thumb = client.get(f"/v1/images/{image_id}", params={"variant": "thumbnail"})
+        assert thumb.headers["content-type"] == "image/png" and pixels(thumb.content).shape == (128, 256, 3)
+        meta = client.get(f"/v1/images/{image_id}/metadata").json()
+        assert meta["metadata"]["source"] == "upload" and meta["width"] == 1000
+        assert meta["thumbnail_url"].endswith(f"/v1/images/{image_id}?variant=thumbnail")
+        assert client.delete(f"/v1/images/{image_id}").status_code == 204
+        assert client.delete(f"/v1/images/{image_id}").status_code == 404
+        assert client.get(f"/v1/images/{image_id}/metadata").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "field"),
+    [
+        (b"GIF89a not really", 422, "file"),
+        (_png()[:200], 422, "file"),  # truncated PNG: fails the full decode
+        (b"\x89PNG" + b"0" * (2 * 1024 * 1024), 413, "file"),  # over the 1 MB test limit
+    ],
+)
+def test_bad_uploads_are_refused(server: str, content: bytes, status: int, field: str) -> None:
+    response = httpx.post(f"{server}/v1/images", files={"file": ("x.png", content, "image/png")})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_unknown_ids_and_bad_names(server: str) -> None:
+    unknown = "0" * 32
+    checks: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", f"/v1/boards/{unknown}/images", {}),
+        ("PATCH", f"/v1/boards/{unknown}", {"json": {"name": "x"}}),
+        ("DELETE", f"/v1/boards/{unknown}", {}),
+        ("GET", f"/v1/boards/{unknown}/download", {}),
+        ("DELETE", f"/v1/images/{unknown}", {}),
+    ]
+    for method, path, kwargs in checks:
+        assert httpx.request(method, server + path, **kwargs).status_code == 404, path
+    empty = httpx.post(f"{server}/v1/boards", json={"name": "   "})
+    assert empty.status_code == 422 and empty.json()["error"]["field"] == "name"
+    into_unknown = httpx.post(
+        f"{server}/v1/images", files={"file": ("a.png", _png(), "image/png")}, data={"board_id": unknown}
+    )
+    assert into_unknown.status_code == 404 and into_unknown.json()["error"]["field"] == "board_id"
