@@ -15,13 +15,16 @@ from cofounder_agent.errors import install_error_handlers
 from cofounder_agent.jobs.events import EventHub
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
-from cofounder_agent.middleware import FormAsJsonMiddleware
-from cofounder_agent.routes import boards, health, images, jobs, media_routes
+from cofounder_agent.middleware import ApiKeyMiddleware, FormAsJsonMiddleware
+from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.services.image_service import ImageService
+from cofounder_agent.services.metrics import Metrics
 from cofounder_agent.services.pexels import PexelsClient
+from cofounder_agent.services.webhooks import WebhookSender
 from cofounder_agent.storage import ImageStore
 
 log = logging.getLogger(__name__)
@@ -54,21 +57,35 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         app.state.featured = FeaturedImageService(image_service, job_service, pexels, files, settings)
         app.state.gallery = Gallery(db, files)
 
-        # 2. Jobs a crash left running are queued again (once); queued jobs simply wait.
+        # 2. What happens when a job ends: metrics, and its webhook if it asked for one.
+        hooks_http = httpx.AsyncClient(timeout=10.0)
+        webhooks = WebhookSender(hooks_http, settings.image_webhook_secret, settings.image_webhook_attempts)
+        app.state.metrics = metrics = Metrics(db, image_service)
+
+        async def notify(job: JobRow) -> None:
+            if job.callback_url:
+                body = (await job_service.public(job)).model_dump_json().encode()
+                webhooks.send_later(job.callback_url, body, job.id)
+
+        worker.on_finish.extend([metrics.on_finish, notify])
+
+        # 3. Jobs a crash left running are queued again (once); queued jobs simply wait.
         requeued, failed = await db.recover()
         if requeued or failed:
             log.warning("after a restart: re-queued %s job(s), failed %s interrupted twice", len(requeued), len(failed))
 
-        # 3. Models load in the background: /healthz answers at once, /readyz when loaded.
+        # 4. Models load in the background: /healthz answers at once, /readyz when loaded.
         image_service.start()
         worker.start()
         try:
             yield
         finally:
             await worker.stop()
+            await webhooks.close()
             await image_service.close()
             await db.close()
             await http.aclose()
+            await hooks_http.aclose()
 
     app = FastAPI(
         title="cofounder-agent image service",
@@ -77,7 +94,10 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         max_body_size=int(settings.image_max_body_mb * MB),
     )
     app.add_middleware(FormAsJsonMiddleware)
+    if settings.image_api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     install_error_handlers(app)
-    for module in (health, media_routes, jobs, images, boards):
+    # openai_compat before images: POST /v1/images/generations is not an image id.
+    for module in (health, metrics, media_routes, jobs, openai_compat, images, boards):
         app.include_router(module.router)
     return app

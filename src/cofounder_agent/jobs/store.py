@@ -114,6 +114,11 @@ class Store:
         async with self.session() as s:
             return await s.scalar(select(func.count()).where(JobRow.status == status)) or 0
 
+    async def count_by_status(self) -> dict[str, int]:
+        async with self.session() as s:
+            rows = await s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return {status: count for status, count in rows.all()}
+
     async def claim_next(self) -> JobRow | None:
         """Mark the next queued job running and return it (highest priority, then oldest)."""
         async with self.session() as s, s.begin():

@@ -89,6 +89,18 @@ class ImageService:
         context = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step)
 
+    async def gpu_memory(self) -> dict[str, int]:
+        """torch's allocated and reserved bytes on the CUDA device; empty on CPU."""
+        device = self._status.device
+        if device is None or not device.startswith("cuda"):
+            return {}
+        import torch  # only reached when the engine (and so torch) is loaded on CUDA
+
+        return {
+            "allocated": int(torch.cuda.memory_allocated(device)),
+            "reserved": int(torch.cuda.memory_reserved(device)),
+        }
+
     async def close(self) -> None:
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()

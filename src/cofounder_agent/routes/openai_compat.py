@@ -1,0 +1,44 @@
+"""OpenAI Images API compatibility: the official ``openai`` client works with base_url pointed here."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+from fastapi import APIRouter, Request
+
+from cofounder_agent.deps import JobServiceDep, StoreDep
+from cofounder_agent.errors import AppError
+from cofounder_agent.schemas import ErrorBody
+from cofounder_agent.schemas.jobs import JobCreate
+from cofounder_agent.schemas.openai import OpenAIImage, OpenAIImageRequest, OpenAIImagesResponse
+
+router = APIRouter(tags=["openai"])
+
+
+@router.post(
+    "/v1/images/generations",
+    response_model_exclude_none=True,
+    responses={422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def create_images(
+    body: OpenAIImageRequest, request: Request, jobs: JobServiceDep, store: StoreDep
+) -> OpenAIImagesResponse:
+    """Generate ``n`` images through the job queue and answer in OpenAI's format."""
+    width, height = body.dimensions
+    view, _ = await jobs.submit(JobCreate(prompt=body.prompt, width=width, height=height, num_images=body.n))
+    job = await jobs.wait(view.id)
+    if job.status != "succeeded":
+        raise AppError(503, "generation_failed", f"job {job.id} {job.status}: {job.error}")
+    data = []
+    for image_id in job.image_ids:
+        if body.response_format == "b64_json":
+            stored = store.find(image_id)
+            assert stored is not None
+            raw = await asyncio.to_thread(stored.path.read_bytes)
+            data.append(OpenAIImage(b64_json=base64.b64encode(raw).decode(), revised_prompt=body.prompt))
+        else:
+            url = str(request.url_for("get_image", image_id=image_id))
+            data.append(OpenAIImage(url=url, revised_prompt=body.prompt))
+    return OpenAIImagesResponse(created=int(time.time()), data=data)

@@ -1,0 +1,49 @@
+"""Prometheus metrics: queue depth, jobs by status, stage and job latency, GPU memory."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+from cofounder_agent.jobs.store import Store
+from cofounder_agent.jobs.tables import JobRow
+from cofounder_agent.services.image_service import ImageService
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+
+
+class Metrics:
+    """One registry per app (not the process-global one), so several apps never collide."""
+
+    def __init__(self, db: Store, images: ImageService) -> None:
+        self.db, self.images = db, images
+        self.registry = CollectorRegistry()
+        self.queue_depth = Gauge("cofounder_queue_depth", "Jobs waiting to run", registry=self.registry)
+        self.jobs = Gauge("cofounder_jobs", "Jobs in the store by status", ["status"], registry=self.registry)
+        self.job_seconds = Histogram(
+            "cofounder_job_seconds", "Run time of finished jobs", ["status"], buckets=BUCKETS, registry=self.registry
+        )
+        self.stage_seconds = Histogram(
+            "cofounder_stage_seconds", "Time per engine stage", ["stage"], buckets=BUCKETS, registry=self.registry
+        )
+        self.gpu_memory = Gauge(
+            "cofounder_gpu_memory_bytes", "GPU memory allocated by torch", ["kind"], registry=self.registry
+        )
+
+    async def on_finish(self, job: JobRow) -> None:
+        """Worker hook: record a finished job's latencies."""
+        if job.seconds is not None:
+            self.job_seconds.labels(job.status).observe(job.seconds)
+        for result in job.results:
+            for stage in result.get("stages", []):
+                self.stage_seconds.labels(stage["name"]).observe(stage["seconds"])
+
+    async def render(self) -> bytes:
+        """Refresh the gauges that are read from the store, then the text exposition."""
+        counts = await self.db.count_by_status()
+        for status in STATUSES:
+            self.jobs.labels(status).set(counts.get(status, 0))
+        self.queue_depth.set(counts.get("queued", 0))
+        for kind, value in (await self.images.gpu_memory()).items():
+            self.gpu_memory.labels(kind).set(value)
+        return generate_latest(self.registry)

@@ -1,0 +1,63 @@
+"""Job-finished webhooks: POST the final job JSON, signed, retried with backoff, never fatal."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+
+import httpx
+from pydantic import SecretStr
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Cofounder-Signature"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``timestamp + "." + body`` (the timestamp stops replays)."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class WebhookSender:
+    def __init__(
+        self, http: httpx.AsyncClient, secret: SecretStr | None, attempts: int = 5, first_delay_s: float = 1.0
+    ) -> None:
+        self.http, self.secret, self.attempts, self.first_delay_s = http, secret, attempts, first_delay_s
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def send_later(self, url: str, body: bytes, job_id: str) -> None:
+        """Deliver in the background; the worker goes on with the next job meanwhile."""
+        task = asyncio.create_task(self.deliver(url, body, job_id))
+        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def deliver(self, url: str, body: bytes, job_id: str) -> bool:
+        """POST ``body`` until a 2xx, retrying 5xx, 429 and network errors with exponential backoff."""
+        delay = self.first_delay_s
+        for attempt in range(1, self.attempts + 1):
+            timestamp = str(int(time.time()))
+            headers = {"Content-Type": "application/json", "X-Cofounder-Timestamp": timestamp}
+            if self.secret is not None:
+                headers[SIGNATURE_HEADER] = sign(self.secret.get_secret_value(), timestamp, body)
+            try:
+                response = await self.http.post(url, content=body, headers=headers)
+                if response.status_code < 300:
+                    return True
+                retry = response.status_code >= 500 or response.status_code == 429
+                reason = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                retry, reason = True, type(exc).__name__
+            log.warning("webhook for job %s: attempt %s/%s failed (%s)", job_id, attempt, self.attempts, reason)
+            if not retry or attempt == self.attempts:
+                break
+            await asyncio.sleep(delay)
+            delay *= 2
+        log.error("webhook for job %s not delivered to %s", job_id, url)
+        return False
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
