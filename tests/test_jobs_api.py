@@ -93,6 +93,8 @@ def test_five_jobs_stream_cancel_and_download(job_server: str) -> None:
         kinds = [kind for kind, _ in events]
         assert kinds[0] in ("queued", "running") and kinds[-1] == "succeeded"
         assert "started" in kinds and kinds.count("step") == 20 and kinds.count("image") == 1
+        stages = [(data["stage"], data["total"]) for kind, data in events if kind == "stage"]
+        assert stages == [("base", 16), ("refiner", 4)]  # ensemble: 80 % of 20 steps, then the rest
         final = events[-1][1]
         assert len(final["image_ids"]) == 1 and final["error"] is None
 

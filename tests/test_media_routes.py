@@ -108,6 +108,9 @@ def test_generate_reports_source_seed_refiner_and_timings(tiny_server: str) -> N
         body = response.json()
         image = fetch_image(client, response)
     assert body["source"] == "tiny" and body["seed"] == 42 and body["model"] == "tiny"
+    # The synchronous endpoint is submit-and-wait on the job queue: the job is on record.
+    job = httpx.get(f"{tiny_server}/v1/jobs/{body['job_id']}").json()
+    assert job["status"] == "succeeded" and job["image_ids"] == [body["image_id"]]
     assert body["image_url"] == f"{tiny_server}/v1/images/{body['image_id']}"
     assert body["refiner"] == {
         "mode": "ensemble",

@@ -153,6 +153,8 @@ class Worker:
             await self.finished(finished)
 
     def _progress(self, job_id: str, live: Live, stage: str, step: int, total: int) -> None:
+        if step == 1:  # the first step of a stage announces the stage
+            self.hub.publish(job_id, {"type": "stage", "job_id": job_id, "stage": stage, "total": total})
         live.stage, live.step, live.stage_total = stage, step, total
         live.steps_done += 1
         self.hub.publish(
