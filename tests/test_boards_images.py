@@ -125,3 +125,10 @@ def test_unknown_ids_and_bad_names(server: str) -> None:
         f"{server}/v1/images", files={"file": ("a.png", _png(), "image/png")}, data={"board_id": unknown}
     )
     assert into_unknown.status_code == 404 and into_unknown.json()["error"]["field"] == "board_id"
+
+
+def test_huge_pagination_offsets_are_422_not_500(server: str) -> None:
+    board_id = httpx.post(f"{server}/v1/boards", json={"name": "paged"}).json()["id"]
+    for path in (f"/v1/boards/{board_id}/images", "/v1/jobs"):
+        response = httpx.get(server + path, params={"offset": 83398654078315768315904})
+        assert response.status_code == 422 and response.json()["error"]["field"] == "offset"

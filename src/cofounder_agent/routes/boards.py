@@ -53,7 +53,7 @@ async def board_images(
     request: Request,
     gallery: GalleryDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ImagesPublic:
     """The board's images, oldest first."""
     return await gallery.board_images(board_id, limit, offset, image_url(request))

@@ -42,7 +42,7 @@ async def list_jobs(
     jobs: JobServiceDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JobsPublic:
     """List jobs, newest first."""
     return await jobs.list(status, limit, offset)
