@@ -116,41 +116,19 @@ def _variant(location: str, dtype: torch.dtype) -> str | None:
     return "fp16" if isinstance(cached, str) else None
 
 
-def _load_base(source: ModelSource, dtype: torch.dtype, opts: LoadOptions, extra: dict[str, Any]) -> Any:
-    offline = not opts.allow_download
+def _load(
+    cls: Any, source: ModelSource, dtype: torch.dtype, config: str | None, parts: dict[str, Any], offline: bool
+) -> Any:
+    """Load one pipeline from a folder, a repo id (cache only when offline) or a single file."""
     if source.kind == "single_file":
-        return StableDiffusionXLPipeline.from_single_file(
-            source.location,
-            dtype=dtype,
-            config=opts.single_file_config,
-            local_files_only=offline,
-            **extra,
-        )
-    return StableDiffusionXLPipeline.from_pretrained(
+        return cls.from_single_file(source.location, dtype=dtype, config=config, local_files_only=offline, **parts)
+    return cls.from_pretrained(
         source.location,
         dtype=dtype,
         use_safetensors=True,
         local_files_only=offline,
         variant=_variant(source.location, dtype),
-        **extra,
-    )
-
-
-def _load_refiner(source: ModelSource, base: Any, dtype: torch.dtype, opts: LoadOptions) -> Any:
-    # The documented SDXL recipe: the refiner reuses the base's text_encoder_2 and VAE.
-    shared = {"text_encoder_2": base.text_encoder_2, "vae": base.vae}
-    offline = not opts.allow_download
-    if source.kind == "single_file":
-        return StableDiffusionXLImg2ImgPipeline.from_single_file(
-            source.location, dtype=dtype, config=opts.refiner_single_file_config, local_files_only=offline, **shared
-        )
-    return StableDiffusionXLImg2ImgPipeline.from_pretrained(
-        source.location,
-        dtype=dtype,
-        use_safetensors=True,
-        local_files_only=offline,
-        variant=_variant(source.location, dtype),
-        **shared,
+        **parts,
     )
 
 
@@ -173,8 +151,22 @@ def _load_pair(
     """Load base and refiner from their sources; ``auto`` falls back to tiny if cached SDXL fails."""
     if base_source.kind != "tiny":
         try:
-            base = _load_base(base_source, dtype, opts, vae)
-            refiner = None if refiner_source.kind == "none" else _load_refiner(refiner_source, base, dtype, opts)
+            offline = not opts.allow_download
+            base = _load(StableDiffusionXLPipeline, base_source, dtype, opts.single_file_config, vae, offline)
+            # The documented SDXL recipe: the refiner reuses the base's text_encoder_2 and VAE.
+            shared = {"text_encoder_2": base.text_encoder_2, "vae": base.vae}
+            refiner = (
+                None
+                if refiner_source.kind == "none"
+                else _load(
+                    StableDiffusionXLImg2ImgPipeline,
+                    refiner_source,
+                    dtype,
+                    opts.refiner_single_file_config,
+                    shared,
+                    offline,
+                )
+            )
             return base, refiner, base_source, refiner_source
         except (OSError, ValueError) as exc:
             if opts.model != "auto":
