@@ -181,6 +181,12 @@ def test_health_endpoints(tiny_server: str) -> None:
     "image_id", ["..%2f..%2fetc%2fpasswd", "%2e%2e%2fetc", "..", "0" * 31 + "g", "%2Fetc%2Fpasswd", "0" * 32]
 )
 def test_unknown_or_path_like_image_ids_are_404(tiny_server: str, image_id: str) -> None:
-    response = httpx.get(f"{tiny_server}/v1/images/{image_id}")
-    assert response.status_code == 404
-    assert response.headers["content-type"] == "application/json"
+    for method, path in (
+        ("GET", f"/v1/images/{image_id}"),
+        ("GET", f"/v1/images/{image_id}?variant=thumbnail"),
+        ("GET", f"/v1/images/{image_id}/metadata"),
+        ("DELETE", f"/v1/images/{image_id}"),
+    ):
+        response = httpx.request(method, tiny_server + path)
+        assert response.status_code == 404, (method, path)
+        assert response.headers["content-type"] == "application/json"
