@@ -197,3 +197,26 @@ def test_job_timeout_fails_with_reason(tmp_path: Path) -> None:
         # The worker goes on with the next job.
         after = _wait(client, _submit(client, FAST)["id"])
         assert after["status"] == "succeeded", after["error"]
+
+
+def test_intermediates_are_flagged_kept_and_cleaned_up(job_server: str) -> None:
+    img2img = {"mode": "img2img", "steps": 20, "strength": 0.5}
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        kept = _wait(client, _submit(client, {**FAST, "seed": 9, "refiner": img2img, "keep_intermediates": True})["id"])
+        (result,) = kept["results"]
+        (base_id,) = result["intermediate_ids"]
+        assert kept["image_ids"] == [result["image_id"]]  # intermediates are not final images
+        meta = client.get(f"/v1/images/{base_id}/metadata").json()
+        assert meta["intermediate"] is True and meta["metadata"]["intermediate_stage"] == "base"
+        # The kept picture is the finished base image: the refiner-less image of the same seed.
+        plain = _wait(client, _submit(client, {**FAST, "seed": 9, "refiner": {"mode": "none"}})["id"])
+        base_px = pixels(client.get(f"/v1/images/{base_id}").content)
+        assert int(abs(base_px - pixels(client.get(f"/v1/images/{plain['image_ids'][0]}").content)).max()) == 0
+        assert int(abs(base_px - pixels(client.get(f"/v1/images/{result['image_id']}").content)).max()) > 2
+
+        assert client.delete(f"/v1/jobs/{kept['id']}/intermediates").status_code == 204
+        assert client.get(f"/v1/images/{base_id}").status_code == 404
+        assert client.get(f"/v1/images/{result['image_id']}").status_code == 200
+
+        default = _wait(client, _submit(client, {**FAST, "refiner": img2img})["id"])
+        assert default["results"][0]["intermediate_ids"] == []

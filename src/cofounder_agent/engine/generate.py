@@ -40,8 +40,14 @@ class TwoStageGenerator:
         # A fresh scheduler per call: nothing about a request is set on the shared pipelines.
         return pipeline_view(cls, source, build_scheduler(params.scheduler, source.scheduler.config))
 
-    def generate(self, params: GenerationParams, on_step: StepCallback | None = None) -> GenerationResult:
-        """Generate one image; a refiner failure falls back to the properly finished base image."""
+    def generate(
+        self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
+    ) -> GenerationResult:
+        """Generate one image; a refiner failure falls back to the properly finished base image.
+
+        ``keep_base`` also decodes the finished base latent in img2img mode (an intermediate
+        picture); in ensemble mode the base stops half-denoised, so there is none to keep.
+        """
         models = self.models
         result = GenerationResult(image=None, params=params)  # type: ignore[arg-type]
         mode = params.refiner_mode if models.refiner is not None else "none"
@@ -55,6 +61,10 @@ class TwoStageGenerator:
         switch = params.switch_at if mode == "ensemble" else None
         latents, seconds = _timed(lambda: run_base(base, params, generator, denoising_end=switch, on_step=on_step))
         result.stages.append(StageRecord("base", seconds, steps=base.num_timesteps))
+        if keep_base and mode == "img2img":
+            picture, seconds = _timed(lambda: decode_latents(base, latents))
+            result.intermediates.append(("base", picture))
+            result.stages.append(StageRecord("base_decode", seconds))
 
         # 2. Refiner, falling back to a correctly finished base latent if it fails.
         if mode != "none":

@@ -89,6 +89,8 @@ class GenerationResult:
     stages: list[StageRecord] = field(default_factory=list)
     refiner_applied: bool = False
     refiner_fallback_reason: str | None = None
+    # Pictures of earlier stages, kept on request: (stage name, image).
+    intermediates: list[tuple[str, Image]] = field(default_factory=list)
 
     @property
     def timings(self) -> dict[str, float]:

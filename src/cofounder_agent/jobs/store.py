@@ -199,6 +199,11 @@ class Store:
         async with self.session() as s:
             return await s.get(ImageRow, image_id)
 
+    async def intermediate_ids(self, job_id: str) -> list[str]:
+        async with self.session() as s:
+            query = select(ImageRow.id).where(ImageRow.job_id == job_id, ImageRow.intermediate.is_(True))
+            return list((await s.scalars(query)).all())
+
     async def delete_image(self, image_id: str) -> bool:
         async with self.session() as s, s.begin():
             row = await s.get(ImageRow, image_id)

@@ -131,7 +131,7 @@ class Worker:
             try:
                 async with asyncio.timeout(self.settings.image_job_timeout_s):
                     for params in params_list:
-                        result = await self.images.generate(params, on_step)
+                        result = await self.images.generate(params, on_step, recipe.keep_intermediates)
                         results.append(await self._keep(job, result))
                         self.hub.publish(job.id, {"type": "image", "job_id": job.id, **results[-1]})
             except GenerationCancelled:
@@ -171,10 +171,24 @@ class Worker:
         )
 
     async def _keep(self, job: JobRow, result: GenerationResult) -> dict[str, Any]:
-        """Store an image file and its row; return its result summary."""
+        """Store the image (and any intermediates, flagged) with their rows; return the summary."""
         metadata = {**generation_metadata(result, self.images.status), "job_id": job.id}
-        stored = await asyncio.to_thread(self.files.save_png, result.image, metadata)
-        source = "tiny" if self.images.status.is_tiny else "sdxl"
+        intermediate_ids = [
+            await self._store_image(job, picture, {**metadata, "intermediate_stage": stage}, intermediate=True)
+            for stage, picture in result.intermediates
+        ]
+        return {
+            "image_id": await self._store_image(job, result.image, metadata, intermediate=False),
+            "intermediate_ids": intermediate_ids,
+            "seed": result.params.seed,
+            "refiner_applied": result.refiner_applied,
+            "refiner_fallback_reason": result.refiner_fallback_reason,
+            "timings": result.timings,
+            "stages": [asdict(s) for s in result.stages],
+        }
+
+    async def _store_image(self, job: JobRow, picture: Any, metadata: dict[str, Any], intermediate: bool) -> str:
+        stored = await asyncio.to_thread(self.files.save_png, picture, metadata)
         await self.store.add_image(
             ImageRow(
                 id=stored.id,
@@ -183,17 +197,11 @@ class Worker:
                 media_type=stored.media_type,
                 width=stored.width,
                 height=stored.height,
-                source=source,
+                source="tiny" if self.images.status.is_tiny else "sdxl",
+                intermediate=intermediate,
             )
         )
-        return {
-            "image_id": stored.id,
-            "seed": result.params.seed,
-            "refiner_applied": result.refiner_applied,
-            "refiner_fallback_reason": result.refiner_fallback_reason,
-            "timings": result.timings,
-            "stages": [asdict(s) for s in result.stages],
-        }
+        return stored.id
 
     async def finished(self, job: JobRow) -> None:
         """Announce a job's end: its event stream's last event, then the finish hooks."""

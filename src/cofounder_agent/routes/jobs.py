@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from cofounder_agent.deps import JobServiceDep
+from cofounder_agent.deps import GalleryDep, JobServiceDep
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate, JobPublic, JobsPublic, JobStatus
@@ -58,6 +58,15 @@ async def get_job(job_id: str, jobs: JobServiceDep) -> JobPublic:
 async def cancel_job(job_id: str, jobs: JobServiceDep) -> JobPublic:
     """Cancel: a queued job never starts, a running one stops at its next denoising step."""
     return await jobs.cancel(job_id)
+
+
+@router.delete("/{job_id}/intermediates", status_code=204, responses=ERRORS)
+async def delete_intermediates(job_id: str, jobs: JobServiceDep, gallery: GalleryDep) -> Response:
+    """Delete the intermediate pictures a job kept; its final images stay."""
+    await jobs.get_row(job_id)
+    for image_id in await jobs.store.intermediate_ids(job_id):
+        await gallery.delete_image(image_id)
+    return Response(status_code=204)
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses=ERRORS)

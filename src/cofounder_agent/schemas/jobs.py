@@ -43,7 +43,7 @@ class JobCreate(BaseModel):
     board_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     priority: int = Field(0, ge=-10, le=10, description="higher runs first; equal priorities run in order")
     callback_url: AnyHttpUrl | None = Field(None, description="POSTed the final job JSON when it ends")
-    keep_intermediates: bool = True
+    keep_intermediates: bool = Field(False, description="also store earlier stages' pictures, flagged")
     input_image_id: str | None = Field(None, description="refine an uploaded image instead of generating")
     stages: list[dict[str, Any]] = Field(default_factory=list, description="further stages (upscale, ...)")
 
@@ -52,6 +52,7 @@ class ImageResult(BaseModel):
     """One image a job produced and how."""
 
     image_id: str
+    intermediate_ids: list[str] = Field(default_factory=list)
     seed: int
     refiner_applied: bool
     refiner_fallback_reason: str | None = None

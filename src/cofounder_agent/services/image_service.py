@@ -79,7 +79,9 @@ class ImageService:
             await asyncio.shield(self._load_task)
         return self.ready
 
-    async def generate(self, params: GenerationParams, on_step: StepCallback | None = None) -> GenerationResult:
+    async def generate(
+        self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
+    ) -> GenerationResult:
         """Run one generation on the device executor."""
         generator = self._generator
         if generator is None:
@@ -87,7 +89,7 @@ class ImageService:
         loop = asyncio.get_running_loop()
         # Carry the caller's context (the job id of log records) onto the engine thread.
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step)
+        return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step, keep_base)
 
     async def gpu_memory(self) -> dict[str, int]:
         """torch's allocated and reserved bytes on the CUDA device; empty on CPU."""
