@@ -18,6 +18,7 @@ from PIL import Image
 
 from cofounder_agent.config import Settings
 from cofounder_agent.main import create_app
+from webhook_receiver import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +117,13 @@ def fetch_image(client: httpx.Client, response: httpx.Response) -> np.ndarray[An
 
 
 GenerateFn = Callable[..., httpx.Response]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback that fails its first request with a 500."""
+    server = Receiver(failures=1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()

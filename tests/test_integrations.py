@@ -6,10 +6,8 @@ import base64
 import io
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cofounder_agent.logging_setup import configure_logging, job_context
 from cofounder_agent.services.webhooks import SIGNATURE_HEADER, sign
 from conftest import make_settings, running_server, wait_ready
+from webhook_receiver import Receiver
 
 FAST: dict[str, Any] = {"prompt": "a kite", "width": 64, "height": 64, "steps": 20}
 
@@ -68,43 +67,6 @@ def test_api_key_guards_every_route_but_healthz(tmp_path: Path) -> None:
 
 
 # --- webhooks ----------------------------------------------------------------------------
-
-
-class Receiver(ThreadingHTTPServer):
-    """A real HTTP server that records webhook posts; fails the first ``failures`` of them."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.received: list[tuple[int, dict[str, str], bytes]] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        status = 500 if self.server.failures > 0 else 200
-        self.server.failures -= 1
-        self.server.received.append((status, dict(self.headers), body))
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver(failures=1)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 def test_webhook_is_retried_signed_and_carries_the_final_job(server: str, receiver: Receiver) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,27 @@ async def test_finish_happens_once(store: Store) -> None:
     await store.finish(job.id, "cancelled", error="by user")
     later = await store.finish(job.id, "succeeded", image_ids=["x"])
     assert later is not None and (later.status, later.image_ids) == ("cancelled", [])
+
+
+async def test_a_job_cancelled_while_being_claimed_never_runs(store: Store) -> None:
+    """Claim and cancel race: exactly one of them wins, every time."""
+    for _ in range(30):
+        job, _ = await store.add_job({"n": 1})
+        claimed, cancelled = await asyncio.gather(
+            store.claim_next(), store.cancel_if_queued(job.id, "cancelled before it started")
+        )
+        final = await store.get_job(job.id)
+        assert final is not None
+        if cancelled is not None:
+            assert claimed is None and final.status == "cancelled"
+        else:
+            assert claimed is not None and claimed.id == job.id and final.status == "running"
+            await store.finish(job.id, "succeeded")
+
+
+async def test_release_requeues_without_using_the_retry(store: Store) -> None:
+    job, _ = await store.add_job({"n": 1})
+    await store.claim_next()
+    await store.release(job.id)
+    again = await store.claim_next()
+    assert again is not None and again.id == job.id and again.attempts == 1

@@ -220,3 +220,36 @@ def test_intermediates_are_flagged_kept_and_cleaned_up(job_server: str) -> None:
 
         default = _wait(client, _submit(client, {**FAST, "refiner": img2img})["id"])
         assert default["results"][0]["intermediate_ids"] == []
+
+
+def test_queue_positions_are_re_announced_as_the_queue_moves(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        slow = _submit(client, SLOW)
+        _wait_running(client, slow["id"], min_step=1)
+        ahead = _submit(client, FAST)
+        behind = _submit(client, FAST)
+        events: list[tuple[str, dict[str, Any]]] = []
+        follower = threading.Thread(target=_collect_events, args=(job_server, behind["id"], events))
+        follower.start()
+        deadline = time.monotonic() + 30
+        while not events:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        client.delete(f"/v1/jobs/{ahead['id']}")  # the job ahead leaves the queue
+        client.delete(f"/v1/jobs/{slow['id']}")
+        follower.join(timeout=120)
+        positions = [data["position"] for kind, data in events if kind == "queued"]
+        assert positions[:2] == [1, 0] and events[-1][0] == "succeeded"
+
+
+def test_oversized_bodies_are_413_in_the_error_shape(job_server: str) -> None:
+    declared = httpx.post(f"{job_server}/v1/jobs", content=b'{"prompt":"' + b"x" * 2_000_000 + b'"}')
+    assert declared.status_code == 413 and declared.json()["error"]["field"] == "body"
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted while it streams
+        yield b'{"prompt":"'
+        yield from (b"x" * 100_000 for _ in range(20))
+        yield b'"}'
+
+    streamed = httpx.post(f"{job_server}/v1/jobs", content=chunked(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "too_large"

@@ -69,3 +69,35 @@ def test_sigkill_while_running_then_restart(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_sigterm_with_an_open_event_stream_stops_promptly_and_requeues(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    server = _start(tmp_path, port)
+    try:
+        slow = {"prompt": "long", "width": 384, "height": 384, "steps": 60}
+        job = httpx.post(f"{base}/v1/jobs", json=slow).json()
+        stream = subprocess.Popen(["curl", "-sN", f"{base}/v1/jobs/{job['id']}/events"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/v1/jobs/{job['id']}").json()["step"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        assert time.monotonic() - started < 15  # not held open by the stream
+        stream.kill()
+
+        server = _start(tmp_path, port)
+        deadline = time.monotonic() + 120
+        while (done := httpx.get(f"{base}/v1/jobs/{job['id']}").json())["status"] != "succeeded":
+            assert done["status"] in ("queued", "running") and time.monotonic() < deadline, done
+            time.sleep(0.2)
+        assert done["attempts"] == 1  # a clean stop does not use up the job's retry
+    finally:
+        server.kill()
+        server.wait(timeout=30)

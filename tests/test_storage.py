@@ -59,3 +59,31 @@ def test_encoded_images_are_checked(store: ImageStore) -> None:
     Image.new("P", (2, 2)).save(gif, format="GIF")
     with pytest.raises(UnsupportedImage, match="PNG, JPEG and WebP"):
         store.save_encoded(gif.getvalue(), {})
+
+
+def test_a_planted_thumbnail_symlink_is_replaced_not_followed(store: ImageStore, tmp_path: Path) -> None:
+    stored = store.save_png(Image.new("RGB", (600, 300), (9, 9, 9)), {})
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve")
+    (store.dir / f"{stored.id}.thumb.png").symlink_to(secret)
+    thumb = store.thumbnail(stored.id)
+    assert thumb is not None and not thumb.is_symlink()
+    with Image.open(thumb) as image:
+        assert image.size == (256, 128)
+    assert secret.read_text() == "do not serve"
+
+
+def test_phone_camera_mpo_jpegs_are_stored_as_jpeg(store: ImageStore) -> None:
+    buffer = io.BytesIO()
+    first, second = Image.new("RGB", (40, 30), (200, 0, 0)), Image.new("RGB", (40, 30), (0, 200, 0))
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    with Image.open(io.BytesIO(buffer.getvalue())) as probe:
+        assert probe.format == "MPO"
+    stored = store.save_encoded(buffer.getvalue(), {})
+    assert (stored.media_type, stored.path.suffix) == ("image/jpeg", ".jpg")
+
+
+def test_interrupted_temporary_files_are_cleaned_at_start(tmp_path: Path) -> None:
+    first = ImageStore(tmp_path / "data")
+    (first.dir / ".tmp-zip-abc.zip").write_bytes(b"partial")
+    assert not list(ImageStore(tmp_path / "data").dir.glob(".tmp-*"))

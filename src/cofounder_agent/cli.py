@@ -280,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         from cofounder_agent.main import create_app
 
         configure_logging(settings.image_log_level, settings.image_log_file, settings.image_log_format)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+        # Open event streams last as long as their job: on SIGTERM give them 5 s, then close
+        # them, so shutdown (which re-queues the running job) happens within the grace period.
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=5)
     elif args.command == "generate":
         _check_generate_args(args, parser)
         configure_logging(settings.image_log_level, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,13 @@ def _page(limit: int, offset: int, status: str | None = None) -> dict[str, Any]:
 def _http_options(base_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return {"base_url": base_url, "headers": headers, "timeout": timeout}
+
+
+def _destination(path: str | Path) -> Path:
+    """``path`` as given; one ending in "/" names a directory, made if missing."""
+    if isinstance(path, str) and path.endswith(("/", os.sep)):
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
 
 
 def _target(path: Path, stem: str, content_type: str) -> Path:
@@ -194,7 +202,7 @@ class Client:
 
     def download(self, image_id: str, path: str | Path) -> Path:
         """Save an image to ``path`` (a file, or a directory to put ``<image_id>.<ext>`` in)."""
-        return self._download(_image(image_id), Path(path), image_id)
+        return self._download(_image(image_id), _destination(path), image_id)
 
     def _download(self, url: str, path: Path, stem: str) -> Path:
         with self._http.stream("GET", url) as response:
@@ -235,7 +243,7 @@ class Client:
 
     def download_board(self, board_id: str, path: str | Path) -> Path:
         """Save a board's images as a zip to ``path`` (a file, or a directory for ``<board_id>.zip``)."""
-        return self._download(_board(board_id, "/download"), Path(path), board_id)
+        return self._download(_board(board_id, "/download"), _destination(path), board_id)
 
 
 class AsyncClient:
@@ -316,7 +324,7 @@ class AsyncClient:
 
     async def download(self, image_id: str, path: str | Path) -> Path:
         """Save an image to ``path`` (a file, or a directory to put ``<image_id>.<ext>`` in)."""
-        return await self._download(_image(image_id), Path(path), image_id)
+        return await self._download(_image(image_id), _destination(path), image_id)
 
     async def _download(self, url: str, path: Path, stem: str) -> Path:
         async with self._http.stream("GET", url) as response:
@@ -356,4 +364,4 @@ class AsyncClient:
 
     async def download_board(self, board_id: str, path: str | Path) -> Path:
         """Save a board's images as a zip to ``path`` (a file, or a directory for ``<board_id>.zip``)."""
-        return await self._download(_board(board_id, "/download"), Path(path), board_id)
+        return await self._download(_board(board_id, "/download"), _destination(path), board_id)

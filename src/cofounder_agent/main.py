@@ -17,7 +17,7 @@ from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
-from cofounder_agent.middleware import ApiKeyMiddleware, FormAsJsonMiddleware
+from cofounder_agent.middleware import ApiKeyMiddleware, DeclaredSizeMiddleware, FormAsJsonMiddleware
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.gallery import Gallery
@@ -73,6 +73,10 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         requeued, failed = await db.recover()
         if requeued or failed:
             log.warning("after a restart: re-queued %s job(s), failed %s interrupted twice", len(requeued), len(failed))
+        for job_id in failed:  # their webhooks and metrics, as for any job that ends
+            row = await db.get_job(job_id)
+            if row is not None:
+                await worker.finished(row)
 
         # 4. Models load in the background: /healthz answers at once, /readyz when loaded.
         image_service.start()
@@ -91,13 +95,17 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         title="cofounder-agent image service",
         version=__version__,
         lifespan=lifespan,
-        max_body_size=int(settings.image_max_body_mb * MB),
     )
+    # Body limits: per router (FastAPI also counts bodies without a Content-Length there),
+    # and by declared size up front, answered in the API's error shape.
+    body_limit, upload_limit = int(settings.image_max_body_mb * MB), int(settings.image_max_upload_mb * MB)
     app.add_middleware(FormAsJsonMiddleware)
+    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes={"/v1/images": (upload_limit, "file")})
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     install_error_handlers(app)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     for module in (health, metrics, media_routes, jobs, openai_compat, images, boards):
-        app.include_router(module.router)
+        app.include_router(module.router, max_body_size=body_limit)
+    app.include_router(images.upload_router, max_body_size=upload_limit)
     return app

@@ -17,7 +17,8 @@ from PIL import Image, PngImagePlugin
 # Ids are ours (uuid4 hex); anything else — "../x", "%2e%2e", absolute paths — is simply unknown.
 _IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
-_PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+# MPO is how Pillow opens multi-picture JPEGs from phone cameras: still a JPEG file.
+_PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "WEBP": "webp"}
 # Refuse pictures beyond 64 megapixels before decoding them (decompression bombs).
 MAX_PIXELS = 8192 * 8192
 THUMBNAIL_SIZE = (256, 256)
@@ -52,6 +53,8 @@ class ImageStore:
     def __init__(self, root: Path) -> None:
         self.dir = (root / "images").resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.dir.glob(".tmp-*"):  # from writes or zips a crash interrupted
+            leftover.unlink(missing_ok=True)
 
     def save_png(self, image: Image.Image, metadata: dict[str, Any]) -> StoredImage:
         """Save a generated image as PNG carrying its parameters (see ``encode_png``)."""
@@ -91,7 +94,8 @@ class ImageStore:
         if stored is None:
             return None
         path = self.dir / f"{image_id}.thumb.png"
-        if not path.is_file():
+        # A planted symlink is never followed: the thumbnail is made anew and replaces the link.
+        if path.is_symlink() or not path.is_file():
             with Image.open(stored.path) as image:
                 image.thumbnail(THUMBNAIL_SIZE)
                 buffer = io.BytesIO()

@@ -27,6 +27,9 @@ class EventHub:
             if not subscribers:
                 del self._subscribers[job_id]
 
+    def subscribed(self) -> list[str]:
+        return list(self._subscribers)
+
     def publish(self, job_id: str, event: Event) -> None:
         for queue in self._subscribers.get(job_id, ()):
             queue.put_nowait(event)

@@ -102,6 +102,7 @@ class JobService:
         cancelled = await self.store.cancel_if_queued(job_id, "cancelled before it started")
         if cancelled is not None:
             await self.worker.finished(cancelled)
+            await self.worker.announce_positions()  # the jobs behind it moved up
             return await self.public(cancelled)
         self.worker.request_cancel(job_id)
         return await self.public(await self.wait(job_id, wait_s))

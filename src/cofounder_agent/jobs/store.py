@@ -120,16 +120,46 @@ class Store:
             return {status: count for status, count in rows.all()}
 
     async def claim_next(self) -> JobRow | None:
-        """Mark the next queued job running and return it (highest priority, then oldest)."""
+        """Mark the next queued job running and return it (highest priority, then oldest).
+
+        The claim is a conditional UPDATE: a job cancelled between choosing and claiming it
+        stays cancelled, and the next candidate is tried.
+        """
+        while True:
+            async with self.session() as s, s.begin():
+                job_id = await s.scalar(
+                    select(JobRow.id)
+                    .where(JobRow.status == "queued")
+                    .order_by(JobRow.priority.desc(), JobRow.seq)
+                    .limit(1)
+                )
+                if job_id is None:
+                    return None
+                claimed = await s.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == "queued")
+                    .values(status="running", started_at=utcnow(), attempts=JobRow.attempts + 1)
+                )
+            if getattr(claimed, "rowcount", 0):
+                return await self.get_job(job_id)
+
+    async def release(self, job_id: str) -> None:
+        """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt."""
         async with self.session() as s, s.begin():
-            job = await s.scalar(
-                select(JobRow).where(JobRow.status == "queued").order_by(JobRow.priority.desc(), JobRow.seq).limit(1)
+            await s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "running")
+                .values(status="queued", started_at=None, attempts=JobRow.attempts - 1)
             )
-            if job is None:
-                return None
-            job.status, job.started_at = "running", utcnow()
-            job.attempts += 1
-        return job
+
+    async def queued_positions(self, job_ids: list[str]) -> dict[str, int]:
+        """Queue positions of those of ``job_ids`` that are still queued."""
+        positions: dict[str, int] = {}
+        for job_id in job_ids:
+            job = await self.get_job(job_id)
+            if job is not None and job.status == "queued":
+                positions[job_id] = await self.queue_position(job)
+        return positions
 
     async def finish(
         self,

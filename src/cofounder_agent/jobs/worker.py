@@ -71,17 +71,23 @@ class Worker:
         self._cancel: dict[str, threading.Event] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._current: str | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="job-worker")
 
     async def stop(self) -> None:
+        """Stop at the next denoising step; the interrupted job goes back to the queue."""
+        current = self._current
         for flag in self._cancel.values():
             flag.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if current is not None:
+            # A clean stop is not the job's fault: it does not use up its one retry.
+            await self.store.release(current)
 
     def wake(self) -> None:
         self._wake.set()
@@ -97,19 +103,38 @@ class Worker:
     async def _loop(self) -> None:
         await self.images.wait_ready()  # a failed load still lets jobs run (and fail with the reason)
         while True:
-            self._wake.clear()
-            job = await self.store.claim_next()
-            if job is None:
-                await self._wake.wait()
-                continue
             try:
-                await self._run(job)
-            except Exception:  # the loop must survive anything a job does
-                log.exception("job %s crashed the worker step", job.id)
-                self._cancel.pop(job.id, None)
-                failed = await self.store.finish(job.id, "failed", error="internal error; see the server log")
-                if failed is not None:
-                    await self.finished(failed)
+                self._wake.clear()
+                job = await self.store.claim_next()
+                if job is None:
+                    await self._wake.wait()
+                    continue
+                await self.announce_positions()
+                self._current = job.id
+                try:
+                    await self._run_safely(job)
+                finally:
+                    self._current = None
+            except Exception:  # e.g. "database is locked": the loop must outlive it
+                log.exception("worker loop error; retrying in 1 s")
+                await asyncio.sleep(1)
+
+    async def _run_safely(self, job: JobRow) -> None:
+        try:
+            await self._run(job)
+        except Exception:  # a bug in a job's handling fails that job, not the worker
+            log.exception("job %s crashed the worker step", job.id)
+            self._cancel.pop(job.id, None)
+            self.live.pop(job.id, None)
+            failed = await self.store.finish(job.id, "failed", error="internal error; see the server log")
+            if failed is not None:
+                await self.finished(failed)
+
+    async def announce_positions(self) -> None:
+        """Tell the event streams of queued jobs their new place in the queue."""
+        positions = await self.store.queued_positions(self.hub.subscribed())
+        for job_id, position in positions.items():
+            self.hub.publish(job_id, {"type": "queued", "job_id": job_id, "position": position})
 
     async def _run(self, job: JobRow) -> None:
         recipe = JobCreate.model_validate(job.recipe)

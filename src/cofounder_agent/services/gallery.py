@@ -104,7 +104,10 @@ class Gallery:
             zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive,
         ):
             for path in paths:  # PNG/JPEG are compressed already
-                archive.write(path, arcname=path.name)
+                try:
+                    archive.write(path, arcname=path.name)
+                except FileNotFoundError:  # deleted while the zip was being written
+                    continue
         return Path(handle.name)
 
 
