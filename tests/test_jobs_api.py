@@ -147,7 +147,6 @@ def test_idempotency_key_returns_the_same_job(job_server: str) -> None:
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
-        ({"stages": [{"type": "upscale"}]}, "stages"),
         ({"input_image_id": "0" * 32}, "input_image_id"),
         ({"refiner": {"mode": "ensemble", "steps": 10}}, "refiner.steps"),
         ({"refiner": {"mode": "img2img", "steps": 2, "strength": 0.3}}, "refiner.strength"),
@@ -253,3 +252,61 @@ def test_oversized_bodies_are_413_in_the_error_shape(job_server: str) -> None:
 
     streamed = httpx.post(f"{job_server}/v1/jobs", content=chunked(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "too_large"
+
+
+def test_multi_stage_job_keeps_every_stage_and_streams_it(job_server: str) -> None:
+    stages = [{"type": "refine", "strength": 0.4, "steps": 10}, {"type": "upscale", "factor": 2, "steps": 10}]
+    body = {**FAST, "seed": 3, "stages": stages, "keep_intermediates": True}
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        job = _submit(client, body)
+        events: list[tuple[str, dict[str, Any]]] = []
+        _collect_events(job_server, job["id"], events)
+        done = _wait(client, job["id"])
+        assert done["status"] == "succeeded"
+        (result,) = done["results"]
+        base_id, refined_id = result["intermediate_ids"]
+        sizes = [
+            pixels(client.get(f"/v1/images/{i}").content).shape[:2] for i in (base_id, refined_id, result["image_id"])
+        ]
+        assert sizes == [(64, 64), (64, 64), (128, 128)]
+        meta = client.get(f"/v1/images/{result['image_id']}/metadata").json()["metadata"]
+        assert [s["spec"]["type"] for s in meta["recipe_stages"]] == ["refine", "upscale"]
+        assert all(s["outcome"] == "ok" and s["seconds"] > 0 for s in meta["recipe_stages"])
+        inter = client.get(f"/v1/images/{refined_id}/metadata").json()["metadata"]
+        assert inter["intermediate_stage"] == "refine"
+    kinds = [(kind, data.get("stage")) for kind, data in events]
+    assert ("stage_done", "refine") in kinds and ("stage_done", "upscale") in kinds
+    assert [data["stage"] for kind, data in events if kind == "image" and data.get("intermediate")] == [
+        "base",
+        "refine",
+    ]
+
+
+def test_progressive_job_keeps_three_pass_pictures(job_server: str) -> None:
+    body = {**FAST, "stages": [{"type": "progressive", "steps": 20}], "keep_intermediates": True}
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        done = _wait(client, _submit(client, body)["id"])
+        (result,) = done["results"]
+        stages = [
+            client.get(f"/v1/images/{i}/metadata").json()["metadata"]["intermediate_stage"]
+            for i in result["intermediate_ids"]
+        ]
+        assert stages == ["base", "progressive.1", "progressive.2", "progressive.3"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "field"),
+    [
+        ({"type": "upscale", "factor": 3}, "stages.0.factor"),
+        ({"type": "refine", "strength": 0}, "stages.0.strength"),
+        ({"type": "refine", "strength": 0.05, "steps": 10}, "stages.0.strength"),
+        ({"type": "progressive", "strengths": []}, "stages.0.progressive.strengths"),
+        ({"type": "adaptive", "threshold": 2}, "stages.0.adaptive.threshold"),
+        ({"type": "sharpen"}, "stages.0"),
+    ],
+)
+def test_invalid_stage_specs_are_422_naming_the_field(job_server: str, stage: dict[str, Any], field: str) -> None:
+    response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, "stages": [stage]})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"].startswith(field.split(".")[0] + ".0")
+    assert field.rsplit(".", 1)[-1] in response.json()["error"]["message"] or field == "stages.0"

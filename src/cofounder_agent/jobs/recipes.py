@@ -9,6 +9,7 @@ from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
+from cofounder_agent.schemas.stages import AdaptiveStage, ProgressiveStage, Stage, UpscaleStage
 
 # Where each engine option lives in a job body; the seed endpoint passes its own names.
 JOB_FIELDS: Mapping[str, str] = {
@@ -29,8 +30,11 @@ def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, s
     Options the chosen refiner mode would ignore, and schedules in which a stage would run no
     step, are refused with a 422 naming the field — before the job is queued.
     """
-    if recipe.stages:
-        raise invalid("stages", "further stages (upscale, face_restore, ...) are not available yet")
+    for index, stage in enumerate(recipe.stages):
+        strengths = stage.strengths if isinstance(stage, ProgressiveStage) else [getattr(stage, "strength", None)]
+        field = "strengths" if isinstance(stage, ProgressiveStage) else "strength"
+        if any(s is not None and int(stage.steps * s) < 1 for s in strengths):
+            raise invalid(f"stages.{index}.{field}", "steps x strength must be at least 1 (no denoising step runs)")
     if recipe.input_image_id is not None:
         raise invalid("input_image_id", "refining an uploaded image is not available yet")
     spec = recipe.refiner or RefinerSpec(mode=settings.image_refiner_mode)
@@ -83,8 +87,19 @@ def job_params(recipe: JobCreate) -> list[GenerationParams]:
     ]
 
 
-def denoising_steps(params: GenerationParams) -> int:
-    """Steps one image runs, for progress and ETA (ensemble splits one schedule in two)."""
+def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None) -> int:
+    """Steps one image runs, for progress and ETA (an estimate where a stage decides as it goes)."""
+    total = params.steps
     if params.refiner_mode == "img2img":
-        return params.steps + int(params.refiner_steps * params.refiner_strength)
-    return params.steps
+        total += int(params.refiner_steps * params.refiner_strength)
+    for spec in stages or []:
+        if isinstance(spec, ProgressiveStage):
+            total += sum(int(spec.steps * s) for s in spec.strengths)
+        elif isinstance(spec, AdaptiveStage):
+            total += spec.max_passes * int(spec.steps * spec.max_strength) // 2  # it often stops early
+        elif isinstance(spec, UpscaleStage):
+            tiles = -(-params.width * spec.factor // spec.tile) * -(-params.height * spec.factor // spec.tile)
+            total += tiles * int(spec.steps * spec.strength)
+        else:
+            total += int(spec.steps * spec.strength)
+    return total

@@ -140,7 +140,7 @@ class Worker:
         recipe = JobCreate.model_validate(job.recipe)
         params_list = job_params(recipe)
         flag = self._cancel.setdefault(job.id, threading.Event())
-        live = self.live[job.id] = Live(total_steps=sum(denoising_steps(p) for p in params_list))
+        live = self.live[job.id] = Live(total_steps=sum(denoising_steps(p, recipe.stages) for p in params_list))
         loop = asyncio.get_running_loop()
 
         def on_step(stage: str, step: int, total: int) -> None:  # runs on the engine thread
@@ -157,7 +157,7 @@ class Worker:
                 async with asyncio.timeout(self.settings.image_job_timeout_s):
                     for params in params_list:
                         result = await self.images.generate(params, on_step, recipe.keep_intermediates)
-                        results.append(await self._keep(job, result))
+                        results.append(await self._keep(job, recipe, result, on_step))
                         self.hub.publish(job.id, {"type": "image", "job_id": job.id, **results[-1]})
             except GenerationCancelled:
                 status, error = "cancelled", f"cancelled while running ({live.stage} step {live.step})"
@@ -195,22 +195,53 @@ class Worker:
             },
         )
 
-    async def _keep(self, job: JobRow, result: GenerationResult) -> dict[str, Any]:
-        """Store the image (and any intermediates, flagged) with their rows; return the summary."""
+    async def _keep(
+        self, job: JobRow, recipe: JobCreate, result: GenerationResult, on_step: Callable[[str, int, int], None]
+    ) -> dict[str, Any]:
+        """Run the recipe's stages on a generated picture; store it, its intermediates and rows."""
         metadata = {**generation_metadata(result, self.images.status), "job_id": job.id}
+        keep = recipe.keep_intermediates
         intermediate_ids = [
-            await self._store_image(job, picture, {**metadata, "intermediate_stage": stage}, intermediate=True)
-            for stage, picture in result.intermediates
+            await self._intermediate(job, picture, metadata, stage) for stage, picture in result.intermediates
         ]
+        image, stage_records = result.image, []
+        if recipe.stages and keep:
+            intermediate_ids.append(await self._intermediate(job, image, metadata, "base"))
+        for index, spec in enumerate(recipe.stages):
+            out = await self.images.run_stage(spec, image, result.params, index, on_step)
+            stage_records.append(out.record)
+            last = index == len(recipe.stages) - 1
+            if keep:  # every pass of a multi-pass stage; a single picture unless it is the final one
+                pictures = [(f"{spec.type}.{n}", p) for n, p in enumerate(out.passes, 1)]
+                if not pictures and not last:
+                    pictures = [(spec.type, out.image)]
+                for label, picture in pictures:
+                    done = {**metadata, "recipe_stages": list(stage_records)}
+                    intermediate_ids.append(await self._intermediate(job, picture, done, label))
+            self.hub.publish(
+                job.id,
+                {"type": "stage_done", "job_id": job.id, "index": index, "stage": spec.type, **_brief(out.record)},
+            )
+            image = out.image
+        final = {**metadata, "recipe_stages": stage_records}
         return {
-            "image_id": await self._store_image(job, result.image, metadata, intermediate=False),
+            "image_id": await self._store_image(job, image, final, intermediate=False),
             "intermediate_ids": intermediate_ids,
             "seed": result.params.seed,
             "refiner_applied": result.refiner_applied,
             "refiner_fallback_reason": result.refiner_fallback_reason,
             "timings": result.timings,
             "stages": [asdict(s) for s in result.stages],
+            "recipe_stages": stage_records,
         }
+
+    async def _intermediate(self, job: JobRow, picture: Any, metadata: dict[str, Any], stage: str) -> str:
+        """Store a picture of an earlier stage, flagged, and say so on the event stream."""
+        image_id = await self._store_image(job, picture, {**metadata, "intermediate_stage": stage}, intermediate=True)
+        self.hub.publish(
+            job.id, {"type": "image", "job_id": job.id, "image_id": image_id, "stage": stage, "intermediate": True}
+        )
+        return image_id
 
     async def _store_image(self, job: JobRow, picture: Any, metadata: dict[str, Any], intermediate: bool) -> str:
         stored = await asyncio.to_thread(self.files.save_png, picture, metadata)
@@ -236,3 +267,9 @@ class Worker:
                 await hook(job)
             except Exception:  # a hook (webhook, metrics) never takes the worker down
                 log.exception("finish hook failed for job %s", job.id)
+
+
+def _brief(record: dict[str, Any]) -> dict[str, Any]:
+    """A stage record's headline for the event stream."""
+    keys = ("outcome", "detail", "seconds", "scores", "passes", "threshold_met", "size")
+    return {key: record[key] for key in keys if key in record}

@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
 from cofounder_agent.engine.params import MAX_SEED, RefinerMode, SchedulerName
 from cofounder_agent.schemas.media import Dimension, Prompt
+from cofounder_agent.schemas.stages import Stage
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -45,7 +46,9 @@ class JobCreate(BaseModel):
     callback_url: AnyHttpUrl | None = Field(None, description="POSTed the final job JSON when it ends")
     keep_intermediates: bool = Field(False, description="also store earlier stages' pictures, flagged")
     input_image_id: str | None = Field(None, description="refine an uploaded image instead of generating")
-    stages: list[dict[str, Any]] = Field(default_factory=list, description="further stages (upscale, ...)")
+    stages: list[Stage] = Field(
+        default_factory=list, max_length=8, description="stages run in order on the generated picture"
+    )
 
 
 class ImageResult(BaseModel):
@@ -57,6 +60,9 @@ class ImageResult(BaseModel):
     refiner_applied: bool
     refiner_fallback_reason: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    recipe_stages: list[dict[str, Any]] = Field(
+        default_factory=list, description="each stage's spec, outcome (ok|fallback), reason, timing, scores"
+    )
 
 
 class JobPublic(BaseModel):

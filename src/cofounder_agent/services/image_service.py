@@ -19,8 +19,12 @@ from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import GenerationParams, GenerationResult, LoadOptions
 
 if TYPE_CHECKING:
+    from PIL.Image import Image
+
     from cofounder_agent.engine.generate import TwoStageGenerator
+    from cofounder_agent.engine.recipe import StageOutput, StageRunner
     from cofounder_agent.engine.stages.common import StepCallback
+    from cofounder_agent.schemas.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class ImageService:
         self._settings = settings
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._generator: TwoStageGenerator | None = None
+        self._stages: StageRunner | None = None
         self._status = EngineStatus(state="idle")
         self._load_task: asyncio.Task[None] | None = None
 
@@ -90,6 +95,23 @@ class ImageService:
         # Carry the caller's context (the job id of log records) onto the engine thread.
         context = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step, keep_base)
+
+    async def run_stage(
+        self, spec: Stage, image: Image, params: GenerationParams, index: int, on_step: StepCallback | None = None
+    ) -> StageOutput:
+        """Run one recipe stage on the device executor."""
+        generator = self._generator
+        if generator is None:
+            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
+        if self._stages is None:
+            from cofounder_agent.engine.recipe import StageRunner
+
+            self._stages = StageRunner(generator.models)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self._executor, context.run, self._stages.run, spec, image, params, index, on_step
+        )
 
     async def gpu_memory(self) -> dict[str, int]:
         """torch's allocated and reserved bytes on the CUDA device; empty on CPU."""

@@ -1,0 +1,129 @@
+"""Run a recipe's stages after the base: each takes a picture and gives one, recording what it did."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionXLImg2ImgPipeline
+from PIL.Image import Image
+
+from cofounder_agent.engine.models import LoadedModels
+from cofounder_agent.engine.params import MAX_SEED, GenerationParams
+from cofounder_agent.engine.schedulers import build_scheduler
+from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
+from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
+from cofounder_agent.engine.stages.quality import quality
+from cofounder_agent.engine.stages.upscale import lanczos, process_tiles
+from cofounder_agent.engine.views import pipeline_view
+from cofounder_agent.schemas.stages import AdaptiveStage, ProgressiveStage, RefineStage, Stage, UpscaleStage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageOutput:
+    """A stage's picture, its passes (multi-pass stages) and its record for the metadata."""
+
+    image: Image
+    passes: list[Image] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class StageRunner:
+    """Runs stages on the engine thread, over the loaded modules (no extra weights)."""
+
+    def __init__(self, models: LoadedModels) -> None:
+        self.models = models
+
+    def run(
+        self, spec: Stage, image: Image, params: GenerationParams, index: int, on_step: StepCallback | None = None
+    ) -> StageOutput:
+        """Run one stage; an optional stage that fails gives back its input picture, saying why."""
+        start = time.perf_counter()
+        # Each stage draws from its own generator: reproducible, and independent of the others.
+        generator = torch.Generator("cpu").manual_seed((params.seed + 7919 * (index + 1)) % (MAX_SEED + 1))
+        record: dict[str, Any] = {"index": index, "spec": spec.model_dump(), "outcome": "ok", "detail": None}
+        try:
+            output = self._dispatch(spec, image, params, generator, on_step, record)
+        except GenerationCancelled:
+            raise
+        except Exception as exc:  # the seed's behaviour, made explicit: keep the input, say why
+            log.warning("stage %s (%s) failed, keeping its input: %s", index, spec.type, exc)
+            record.update(outcome="fallback", detail=f"{type(exc).__name__}: {exc}")
+            output = StageOutput(image=image)
+        record["seconds"] = round(time.perf_counter() - start, 4)
+        record["size"] = list(output.image.size)
+        output.record = record
+        return output
+
+    def _pipe(self, spec: Stage, params: GenerationParams) -> Any:
+        source = (
+            self.models.refiner if spec.model == "refiner" and self.models.refiner is not None else self.models.base
+        )
+        scheduler = build_scheduler(params.scheduler, source.scheduler.config)
+        return pipeline_view(StableDiffusionXLImg2ImgPipeline, source, scheduler)
+
+    def _dispatch(
+        self,
+        spec: Stage,
+        image: Image,
+        params: GenerationParams,
+        generator: torch.Generator,
+        on_step: StepCallback | None,
+        record: dict[str, Any],
+    ) -> StageOutput:
+        pipe = self._pipe(spec, params)
+
+        def refine(picture: Image, strength: float, steps: int, stage: str) -> Image:
+            ask = RefinePass(
+                prompt=spec.prompt or params.prompt,
+                negative_prompt=params.negative_prompt,
+                strength=strength,
+                steps=steps,
+                guidance_scale=spec.guidance_scale or params.guidance_scale,
+            )
+            return refine_image(pipe, picture, ask, generator, stage=stage, on_step=on_step)
+
+        if isinstance(spec, RefineStage):
+            return StageOutput(refine(image, spec.strength, spec.steps, "refine"))
+        if isinstance(spec, ProgressiveStage):
+            passes: list[Image] = []
+            for number, strength in enumerate(spec.strengths, start=1):
+                image = refine(image, strength, spec.steps, f"progressive.{number}")
+                passes.append(image)
+            return StageOutput(image, passes)
+        if isinstance(spec, AdaptiveStage):
+            return self._adaptive(spec, image, refine, record)
+        if isinstance(spec, UpscaleStage):
+            return StageOutput(self._upscale(spec, image, refine))
+        raise ValueError(f"unknown stage type {spec.type!r}")  # pragma: no cover - the schema forbids it
+
+    @staticmethod
+    def _adaptive(spec: AdaptiveStage, image: Image, refine: Any, record: dict[str, Any]) -> StageOutput:
+        """The seed's adaptive loop, with a real score instead of a random number."""
+        scores: list[float] = [quality(image)]
+        passes: list[Image] = []
+        while scores[-1] < spec.threshold and len(passes) < spec.max_passes:
+            # Strength from the gap to the threshold (the seed's rule), but at least one step.
+            strength = min(spec.max_strength, (spec.threshold - scores[-1]) * 0.8)
+            strength = max(strength, (1.0 + 1e-6) / spec.steps)  # int(steps * strength) >= 1
+            image = refine(image, strength, spec.steps, f"adaptive.{len(passes) + 1}")
+            passes.append(image)
+            scores.append(quality(image))
+        record.update(scores=scores, passes=len(passes), threshold_met=scores[-1] >= spec.threshold)
+        return StageOutput(image, passes)
+
+    @staticmethod
+    def _upscale(spec: UpscaleStage, image: Image, refine: Any) -> Image:
+        big = lanczos(image.convert("RGB"), spec.factor)
+
+        def detail(tile: Image) -> Image:
+            out: Image = refine(tile, spec.strength, spec.steps, "upscale")
+            # The VAE works in multiples of 8: fit an odd-sized edge tile back to its place.
+            return out if out.size == tile.size else out.resize(tile.size)
+
+        return process_tiles(big, spec.tile, min(spec.overlap, spec.tile // 2), detail)

@@ -1,0 +1,51 @@
+"""The refine stage: an img2img pass over a picture (generated or uploaded) with a prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL.Image import Image
+
+from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.decode import decode_latents
+from cofounder_agent.engine.stages.encode import encode_image
+
+
+@dataclass(frozen=True)
+class RefinePass:
+    """One img2img pass: what to ask for and how far to re-noise."""
+
+    prompt: str
+    negative_prompt: str | None
+    strength: float
+    steps: int
+    guidance_scale: float
+
+
+def refine_image(
+    pipe: Any,
+    image: Image,
+    spec: RefinePass,
+    generator: torch.Generator,
+    *,
+    stage: str = "refine",
+    on_step: StepCallback | None = None,
+) -> Image:
+    """Re-noise ``image`` by ``strength`` and denoise it again; return the new picture."""
+    if int(spec.steps * spec.strength) < 1:
+        raise ValueError("steps x strength must be at least 1: no denoising step would run")
+    latents = encode_image(pipe, image.convert("RGB"), generator, pipe.unet.dtype)
+    out = pipe(
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        image=latents,
+        strength=spec.strength,
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.guidance_scale,
+        generator=generator,
+        output_type="latent",
+        callback_on_step_end=step_hook(stage, on_step),
+    )
+    return decode_latents(pipe, out.images)

@@ -1,0 +1,62 @@
+"""The upscale stage's weight-free path: Lanczos, then a low-strength img2img pass on tiles.
+
+This is the "hires fix": resizing adds pixels but no detail; a gentle refiner pass over
+overlapping tiles adds detail at the new size without the memory of one huge latent.
+(Learned upscalers — ESRGAN-class models loaded with spandrel — are not available yet.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+
+def lanczos(image: Image.Image, factor: int) -> Image.Image:
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins covering ``length``; the last tile is flush with the end."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return [*starts, length - tile]
+
+
+def tiles(width: int, height: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(left, top, right, bottom)`` boxes of overlapping tiles covering the picture."""
+    for top in _starts(height, tile, overlap):
+        for left in _starts(width, tile, overlap):
+            yield left, top, min(left + tile, width), min(top + tile, height)
+
+
+def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """Blend weights along one axis: rise over the overlap except at the picture's edges."""
+    weights = np.ones(size, dtype=np.float32)
+    ramp = np.linspace(0.0, 1.0, overlap + 2, dtype=np.float32)[1:-1]
+    if not at_start and overlap:
+        weights[:overlap] = ramp
+    if not at_end and overlap:
+        weights[-overlap:] = np.minimum(weights[-overlap:], ramp[::-1])
+    return weights
+
+
+def process_tiles(
+    image: Image.Image, tile: int, overlap: int, work: Callable[[Image.Image], Image.Image]
+) -> Image.Image:
+    """Run ``work`` on each tile and feather the results back together."""
+    width, height = image.size
+    total = np.zeros((height, width, 3), dtype=np.float32)
+    weight = np.zeros((height, width, 1), dtype=np.float32)
+    for left, top, right, bottom in tiles(width, height, tile, overlap):
+        done = np.asarray(work(image.crop((left, top, right, bottom))).convert("RGB"), dtype=np.float32)
+        wy = _ramp(bottom - top, overlap, top == 0, bottom == height)
+        wx = _ramp(right - left, overlap, left == 0, right == width)
+        mask = (wy[:, None] * wx[None, :])[..., None]
+        total[top:bottom, left:right] += done * mask
+        weight[top:bottom, left:right] += mask
+    blended = total / np.maximum(weight, 1e-6)
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))

@@ -1,0 +1,121 @@
+"""Recipe stages: refine equals diffusers' img2img, a real quality metric, adaptive, progressive, upscale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+import cofounder_agent.engine.recipe as recipe_module
+from cofounder_agent.engine.generate import TwoStageGenerator
+from cofounder_agent.engine.models import LoadedModels, load_models
+from cofounder_agent.engine.params import GenerationParams, LoadOptions
+from cofounder_agent.engine.recipe import StageRunner
+from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
+from cofounder_agent.engine.stages.quality import quality
+from cofounder_agent.engine.stages.upscale import process_tiles, tiles
+from cofounder_agent.engine.views import pipeline_view
+from cofounder_agent.schemas.stages import AdaptiveStage, ProgressiveStage, RefineStage, UpscaleStage
+from conftest import max_diff
+
+PARAMS = GenerationParams(prompt="a harbour at dusk", seed=5, width=64, height=64, steps=20)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_dirs: tuple[Path, Path]) -> LoadedModels:
+    return load_models(LoadOptions(model=str(tiny_dirs[0]), refiner_model=str(tiny_dirs[1])))
+
+
+@pytest.fixture(scope="module")
+def picture(models: LoadedModels) -> Image.Image:
+    return TwoStageGenerator(models).generate(PARAMS).image
+
+
+def natural(size: int = 128, seed: int = 1) -> Image.Image:
+    """A picture with natural-image statistics (1/f spectrum): what PIQE is made for."""
+    rng = np.random.default_rng(seed)
+    freq = np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2
+    freq[0, 0] = 1
+    channels = []
+    for _ in range(3):
+        field = np.real(np.fft.ifft2((rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size))) / freq**0.9))
+        channels.append((field - field.min()) / (field.max() - field.min()) * 255)
+    return Image.fromarray(np.stack(channels, -1).astype(np.uint8))
+
+
+def test_refine_equals_diffusers_img2img_on_a_picture(
+    models: LoadedModels, reference: Any, picture: Image.Image
+) -> None:
+    _, ref_refiner = reference
+    ask = RefinePass(prompt="a harbour at dusk", negative_prompt=None, strength=0.4, steps=20, guidance_scale=7.0)
+    pipe = pipeline_view(type(ref_refiner), models.refiner, models.refiner.scheduler)  # type: ignore[union-attr]
+    ours = refine_image(pipe, picture, ask, torch.Generator("cpu").manual_seed(11))
+    theirs = ref_refiner(
+        prompt=ask.prompt,
+        image=picture,
+        strength=0.4,
+        num_inference_steps=20,
+        guidance_scale=7.0,
+        generator=torch.Generator("cpu").manual_seed(11),
+    ).images[0]
+    assert max_diff(ours, theirs) <= 1
+    assert max_diff(ours, picture) > 2  # the pass really changed the picture
+
+
+def test_quality_ranks_clean_above_blurred_and_noisy() -> None:
+    clean = natural()
+    array = np.asarray(clean).astype(np.float64)
+    noisy = Image.fromarray(
+        np.clip(array + np.random.default_rng(2).normal(0, 20, array.shape), 0, 255).astype(np.uint8)
+    )
+    blurred = clean.filter(ImageFilter.GaussianBlur(2))
+    assert quality(clean) > quality(noisy) > quality(blurred)
+
+
+def test_adaptive_stops_at_the_threshold_or_max_passes(models: LoadedModels) -> None:
+    runner = StageRunner(models)
+    easy = runner.run(AdaptiveStage(type="adaptive", threshold=0.0, steps=10), natural(64), PARAMS, 0)
+    assert easy.record["passes"] == 0 and easy.record["threshold_met"] and easy.passes == []
+    hard = runner.run(AdaptiveStage(type="adaptive", threshold=1.0, max_passes=2, steps=10), natural(64), PARAMS, 0)
+    assert hard.record["passes"] == 2 and not hard.record["threshold_met"] and len(hard.passes) == 2
+    assert len(hard.record["scores"]) == 3  # before, and after each pass
+
+
+def test_progressive_makes_one_picture_per_strength(models: LoadedModels, picture: Image.Image) -> None:
+    out = StageRunner(models).run(ProgressiveStage(type="progressive", strengths=[0.5, 0.3, 0.15]), picture, PARAMS, 0)
+    assert out.record["outcome"] == "ok" and len(out.passes) == 3 and out.image is out.passes[-1]
+    changes = [max_diff(before, after) for before, after in zip([picture, *out.passes], out.passes, strict=False)]
+    assert all(change > 0 for change in changes)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_upscale_fallback_enlarges_without_a_model(models: LoadedModels, picture: Image.Image, factor: int) -> None:
+    spec = UpscaleStage(type="upscale", factor=factor, tile=128, overlap=32, steps=10, strength=0.2)  # type: ignore[arg-type]
+    out = StageRunner(models).run(spec, picture, PARAMS, 0)
+    assert out.record["outcome"] == "ok" and out.image.size == (64 * factor, 64 * factor)
+
+
+def test_tiles_cover_the_picture_and_blend_back_exactly() -> None:
+    boxes = list(tiles(300, 200, 128, 32))
+    covered = np.zeros((200, 300), dtype=bool)
+    for left, top, right, bottom in boxes:
+        covered[top:bottom, left:right] = True
+    assert covered.all() and all(right - left == 128 and bottom - top == 128 for left, top, right, bottom in boxes)
+    original = natural(300).crop((0, 0, 300, 200))
+    assert max_diff(process_tiles(original, 128, 32, lambda tile: tile), original) == 0
+
+
+def test_a_failing_stage_keeps_its_input_and_says_why(
+    models: LoadedModels, picture: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(recipe_module, "refine_image", out_of_memory)
+    out = StageRunner(models).run(RefineStage(type="refine"), picture, PARAMS, 0)
+    assert out.image is picture and out.record["outcome"] == "fallback"
+    assert out.record["detail"] == "RuntimeError: CUDA out of memory (simulated)"
