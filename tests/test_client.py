@@ -35,7 +35,7 @@ def client(server: str) -> Iterator[Client]:
 
 def test_submit_wait_and_download(client: Client, tmp_path: Path) -> None:
     job = client.submit(JobCreate(**FAST, seed=7))
-    assert job.status == "queued" and job.recipe.width == 64
+    assert job.status == "queued" and job.recipe["width"] == 64
     done = client.wait(job.id, timeout=120)
     assert done.status == "succeeded" and done.progress == 1.0 and len(done.image_ids) == 1
     (image_id,) = done.image_ids

@@ -147,7 +147,9 @@ def test_idempotency_key_returns_the_same_job(job_server: str) -> None:
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
-        ({"input_image_id": "0" * 32}, "input_image_id"),
+        ({"input_image_ids": ["0" * 32], "stages": [{"type": "refine"}]}, "input_image_ids.0"),
+        ({"input_image_ids": ["0" * 32]}, "stages"),
+        ({"recipe": "no-such-recipe"}, "recipe"),
         ({"refiner": {"mode": "ensemble", "steps": 10}}, "refiner.steps"),
         ({"refiner": {"mode": "img2img", "steps": 2, "strength": 0.3}}, "refiner.strength"),
         ({"refiner": {"mode": "fast"}}, "refiner.mode"),
@@ -303,6 +305,9 @@ def test_progressive_job_keeps_three_pass_pictures(job_server: str) -> None:
         ({"type": "progressive", "strengths": []}, "stages.0.progressive.strengths"),
         ({"type": "adaptive", "threshold": 2}, "stages.0.adaptive.threshold"),
         ({"type": "sharpen"}, "stages.0"),
+        ({"type": "inpaint"}, "stages.0.inpaint"),
+        ({"type": "inpaint", "box": [10, 10, 5, 20]}, "stages.0.inpaint"),
+        ({"type": "inpaint", "mask_image_id": "0" * 32}, "stages.0.mask_image_id"),
     ],
 )
 def test_invalid_stage_specs_are_422_naming_the_field(job_server: str, stage: dict[str, Any], field: str) -> None:
@@ -310,3 +315,75 @@ def test_invalid_stage_specs_are_422_naming_the_field(job_server: str, stage: di
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"].startswith(field.split(".")[0] + ".0")
     assert field.rsplit(".", 1)[-1] in response.json()["error"]["message"] or field == "stages.0"
+
+
+def test_full_pipeline_recipe_by_name(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        names = {r["name"] for r in client.get("/v1/recipes").json()["data"]}
+        assert {"sdxl_with_refiner", "full_pipeline", "progressive", "adaptive"} <= names
+        body = {**FAST, "recipe": "full_pipeline"}
+        body["stages"] = [{"type": "refine", "steps": 10}, {"type": "upscale", "steps": 10}]  # quicker, same shape
+        done = _wait(client, _submit(client, body)["id"])
+        (result,) = done["results"]
+        assert done["recipe"]["keep_intermediates"] is True  # from the recipe
+        assert len(result["intermediate_ids"]) == 2 and [s["spec"]["type"] for s in result["recipe_stages"]] == [
+            "refine",
+            "upscale",
+        ]
+
+
+def test_saved_recipes_round_trip_and_apply(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        template = {"steps": 20, "width": 96, "height": 64, "refiner": {"mode": "none"}}
+        created = client.put("/v1/recipes/small-plain", json=template)
+        assert created.status_code == 201 and created.json() == template
+        assert client.put("/v1/recipes/small-plain", json=template).status_code == 200
+        assert client.get("/v1/recipes/small-plain").json() == template
+        assert client.put("/v1/recipes/Bad Name", json=template).status_code == 422
+        assert client.put("/v1/recipes/x", json={"prompt": "no"}).status_code == 422
+        job = _submit(client, {"prompt": "a lake", "recipe": "small-plain", "width": 128})
+        assert (job["recipe"]["width"], job["recipe"]["height"]) == (128, 64)  # the job's own width wins
+        assert job["recipe"]["refiner"]["mode"] == "none"
+
+
+def test_batch_refine_of_uploaded_pictures(job_server: str) -> None:
+    import io
+
+    from PIL import Image
+
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        ids = []
+        for color in ((200, 30, 30), (30, 30, 200)):
+            buffer = io.BytesIO()
+            Image.new("RGB", (96, 64), color).save(buffer, format="PNG")
+            ids.append(
+                client.post("/v1/images", files={"file": ("p.png", buffer.getvalue(), "image/png")}).json()["id"]
+            )
+        body = {"prompt": "a red boat", "input_image_ids": ids, "stages": [{"type": "refine", "strength": 0.5}]}
+        done = _wait(client, _submit(client, body)["id"])
+        assert done["status"] == "succeeded" and [r["input_image_id"] for r in done["results"]] == ids
+        for result, original in zip(done["results"], ids, strict=True):
+            refined = pixels(client.get(f"/v1/images/{result['image_id']}").content)
+            before = pixels(client.get(f"/v1/images/{original}").content)
+            assert refined.shape == before.shape == (64, 96, 3) and int(abs(refined - before).max()) > 10
+
+
+def test_inpaint_with_an_uploaded_mask(job_server: str) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    mask.save(buffer, format="PNG")
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        mask_id = client.post("/v1/images", files={"file": ("m.png", buffer.getvalue(), "image/png")}).json()["id"]
+        stage = {"type": "inpaint", "mask_image_id": mask_id, "detail": "medium", "feather": 2}
+        done = _wait(client, _submit(client, {**FAST, "stages": [stage], "keep_intermediates": True})["id"])
+        (result,) = done["results"]
+        assert result["recipe_stages"][0]["outcome"] == "ok"
+        base = pixels(client.get(f"/v1/images/{result['intermediate_ids'][0]}").content)
+        final = pixels(client.get(f"/v1/images/{result['image_id']}").content)
+        diff = abs(final - base).max(axis=2)
+        assert diff[20:44, 20:44].mean() > 2 and diff[:8].max() == 0 and diff[56:].max() == 0

@@ -19,7 +19,7 @@ from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import process_tiles, tiles
 from cofounder_agent.engine.views import pipeline_view
-from cofounder_agent.schemas.stages import AdaptiveStage, ProgressiveStage, RefineStage, UpscaleStage
+from cofounder_agent.schemas.stages import AdaptiveStage, InpaintStage, ProgressiveStage, RefineStage, UpscaleStage
 from conftest import max_diff
 
 PARAMS = GenerationParams(prompt="a harbour at dusk", seed=5, width=64, height=64, steps=20)
@@ -119,3 +119,25 @@ def test_a_failing_stage_keeps_its_input_and_says_why(
     out = StageRunner(models).run(RefineStage(type="refine"), picture, PARAMS, 0)
     assert out.image is picture and out.record["outcome"] == "fallback"
     assert out.record["detail"] == "RuntimeError: CUDA out of memory (simulated)"
+
+
+def test_inpaint_changes_the_region_and_nothing_beyond_its_border(models: LoadedModels, picture: Image.Image) -> None:
+    big = picture.resize((128, 128))
+    spec = InpaintStage(type="inpaint", box=(32, 32, 96, 96), detail="high", feather=4)
+    out = StageRunner(models).run(spec, big, PARAMS, 0)
+    assert out.record["outcome"] == "ok", out.record["detail"]
+    diff = np.abs(np.asarray(out.image, dtype=np.int16) - np.asarray(big, dtype=np.int16)).max(axis=2)
+    assert diff[40:88, 40:88].mean() > 5  # inside: refined
+    border = 3 * 4  # a Gaussian feather of radius 4 reaches about 3 radii out
+    outside = np.ones_like(diff, dtype=bool)
+    outside[32 - border : 96 + border, 32 - border : 96 + border] = False
+    assert diff[outside].max() == 0  # outside: untouched, to the pixel
+
+
+def test_inpaint_keeps_the_shared_vae_in_its_precision(tiny_dirs: tuple[Path, Path]) -> None:
+    half = load_models(LoadOptions(model="tiny", precision="fp16"))
+    assert half.vae_dtype == "float32"
+    spec = InpaintStage(type="inpaint", box=(8, 8, 40, 40), detail="low")
+    out = StageRunner(half).run(spec, Image.new("RGB", (64, 64), (90, 120, 150)), PARAMS, 0)
+    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert str(half.base.vae.dtype) == "torch.float32"  # the pipeline cast it down; the stage put it back

@@ -13,12 +13,13 @@ from cofounder_agent import __version__
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
 from cofounder_agent.jobs.events import EventHub
+from cofounder_agent.jobs.named import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.middleware import ApiKeyMiddleware, DeclaredSizeMiddleware, FormAsJsonMiddleware
-from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat
+from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.services.image_service import ImageService
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         image_service = ImageService(settings)
         hub = EventHub()
         worker = Worker(db, image_service, files, hub, settings)
-        job_service = JobService(db, worker, hub, settings)
+        job_service = JobService(db, worker, hub, settings, RecipeBook(settings.image_data_dir / "recipes"))
         pexels = PexelsClient(
             settings.pexels_api_key,
             http,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     install_error_handlers(app)
     # openai_compat before images: POST /v1/images/generations is not an image id.
-    for module in (health, metrics, media_routes, jobs, openai_compat, images, boards):
+    for module in (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes):
         app.include_router(module.router, max_body_size=body_limit)
     app.include_router(images.upload_router, max_body_size=upload_limit)
     return app

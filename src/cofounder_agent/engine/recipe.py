@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionXLImg2ImgPipeline
+from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 from PIL.Image import Image
 
 from cofounder_agent.engine.models import LoadedModels
@@ -16,10 +16,19 @@ from cofounder_agent.engine.params import MAX_SEED, GenerationParams
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
 from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
+from cofounder_agent.engine.stages.inpaint import box_mask, inpaint_region
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import lanczos, process_tiles
 from cofounder_agent.engine.views import pipeline_view
-from cofounder_agent.schemas.stages import AdaptiveStage, ProgressiveStage, RefineStage, Stage, UpscaleStage
+from cofounder_agent.schemas.stages import (
+    DETAIL_LEVELS,
+    AdaptiveStage,
+    InpaintStage,
+    ProgressiveStage,
+    RefineStage,
+    Stage,
+    UpscaleStage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +49,13 @@ class StageRunner:
         self.models = models
 
     def run(
-        self, spec: Stage, image: Image, params: GenerationParams, index: int, on_step: StepCallback | None = None
+        self,
+        spec: Stage,
+        image: Image,
+        params: GenerationParams,
+        index: int,
+        on_step: StepCallback | None = None,
+        mask: Image | None = None,
     ) -> StageOutput:
         """Run one stage; an optional stage that fails gives back its input picture, saying why."""
         start = time.perf_counter()
@@ -48,7 +63,7 @@ class StageRunner:
         generator = torch.Generator("cpu").manual_seed((params.seed + 7919 * (index + 1)) % (MAX_SEED + 1))
         record: dict[str, Any] = {"index": index, "spec": spec.model_dump(), "outcome": "ok", "detail": None}
         try:
-            output = self._dispatch(spec, image, params, generator, on_step, record)
+            output = self._dispatch(spec, image, params, generator, on_step, record, mask)
         except GenerationCancelled:
             raise
         except Exception as exc:  # the seed's behaviour, made explicit: keep the input, say why
@@ -60,12 +75,12 @@ class StageRunner:
         output.record = record
         return output
 
-    def _pipe(self, spec: Stage, params: GenerationParams) -> Any:
+    def _pipe(self, spec: Stage, params: GenerationParams, cls: Any = StableDiffusionXLImg2ImgPipeline) -> Any:
         source = (
             self.models.refiner if spec.model == "refiner" and self.models.refiner is not None else self.models.base
         )
         scheduler = build_scheduler(params.scheduler, source.scheduler.config)
-        return pipeline_view(StableDiffusionXLImg2ImgPipeline, source, scheduler)
+        return pipeline_view(cls, source, scheduler)
 
     def _dispatch(
         self,
@@ -75,7 +90,10 @@ class StageRunner:
         generator: torch.Generator,
         on_step: StepCallback | None,
         record: dict[str, Any],
+        mask: Image | None = None,
     ) -> StageOutput:
+        if isinstance(spec, InpaintStage):
+            return StageOutput(self._inpaint(spec, image, params, generator, on_step, mask))
         pipe = self._pipe(spec, params)
 
         def refine(picture: Image, strength: float, steps: int, stage: str) -> Image:
@@ -101,6 +119,30 @@ class StageRunner:
         if isinstance(spec, UpscaleStage):
             return StageOutput(self._upscale(spec, image, refine))
         raise ValueError(f"unknown stage type {spec.type!r}")  # pragma: no cover - the schema forbids it
+
+    def _inpaint(
+        self,
+        spec: InpaintStage,
+        image: Image,
+        params: GenerationParams,
+        generator: torch.Generator,
+        on_step: StepCallback | None,
+        mask: Image | None,
+    ) -> Image:
+        steps, strength, guidance = DETAIL_LEVELS[spec.detail]
+        if mask is None:
+            if spec.box is None:
+                raise ValueError(f"the mask picture {spec.mask_image_id} is no longer stored")
+            mask = box_mask(image.size, spec.box)
+        ask = RefinePass(
+            prompt=spec.prompt or params.prompt,
+            negative_prompt=params.negative_prompt,
+            strength=strength,
+            steps=steps,
+            guidance_scale=spec.guidance_scale or guidance,
+        )
+        pipe = self._pipe(spec, params, StableDiffusionXLInpaintPipeline)
+        return inpaint_region(pipe, image, mask, ask, generator, feather=spec.feather, on_step=on_step)
 
     @staticmethod
     def _adaptive(spec: AdaptiveStage, image: Image, refine: Any, record: dict[str, Any]) -> StageOutput:

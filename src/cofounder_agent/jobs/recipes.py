@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
-from cofounder_agent.schemas.stages import AdaptiveStage, ProgressiveStage, Stage, UpscaleStage
+from cofounder_agent.schemas.stages import (
+    DETAIL_LEVELS,
+    AdaptiveStage,
+    InpaintStage,
+    ProgressiveStage,
+    Stage,
+    UpscaleStage,
+)
 
 # Where each engine option lives in a job body; the seed endpoint passes its own names.
 JOB_FIELDS: Mapping[str, str] = {
@@ -31,12 +39,16 @@ def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, s
     step, are refused with a 422 naming the field — before the job is queued.
     """
     for index, stage in enumerate(recipe.stages):
+        if isinstance(stage, InpaintStage):
+            continue  # its detail levels always run steps
         strengths = stage.strengths if isinstance(stage, ProgressiveStage) else [getattr(stage, "strength", None)]
         field = "strengths" if isinstance(stage, ProgressiveStage) else "strength"
         if any(s is not None and int(stage.steps * s) < 1 for s in strengths):
             raise invalid(f"stages.{index}.{field}", "steps x strength must be at least 1 (no denoising step runs)")
-    if recipe.input_image_id is not None:
-        raise invalid("input_image_id", "refining an uploaded image is not available yet")
+    if recipe.input_image_ids and not recipe.stages:
+        raise invalid("stages", "refining input_image_ids needs at least one stage (e.g. refine)")
+    if recipe.input_image_ids and recipe.num_images != 1:
+        raise invalid("num_images", "each input picture gives one result: leave num_images at 1")
     spec = recipe.refiner or RefinerSpec(mode=settings.image_refiner_mode)
     mode = spec.mode
     if mode != "ensemble" and spec.switch_at is not None:
@@ -83,14 +95,14 @@ def job_params(recipe: JobCreate) -> list[GenerationParams]:
             refiner_steps=spec.steps if spec.steps is not None else GenerationParams.refiner_steps,
             refiner_strength=spec.strength if spec.strength is not None else GenerationParams.refiner_strength,
         )
-        for index in range(recipe.num_images)
+        for index in range(len(recipe.input_image_ids) or recipe.num_images)
     ]
 
 
-def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None) -> int:
+def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None, generates: bool = True) -> int:
     """Steps one image runs, for progress and ETA (an estimate where a stage decides as it goes)."""
-    total = params.steps
-    if params.refiner_mode == "img2img":
+    total = params.steps if generates else 0
+    if generates and params.refiner_mode == "img2img":
         total += int(params.refiner_steps * params.refiner_strength)
     for spec in stages or []:
         if isinstance(spec, ProgressiveStage):
@@ -100,6 +112,14 @@ def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None)
         elif isinstance(spec, UpscaleStage):
             tiles = -(-params.width * spec.factor // spec.tile) * -(-params.height * spec.factor // spec.tile)
             total += tiles * int(spec.steps * spec.strength)
+        elif isinstance(spec, InpaintStage):
+            steps, strength, _ = DETAIL_LEVELS[spec.detail]
+            total += int(steps * strength)
         else:
             total += int(spec.steps * spec.strength)
     return total
+
+
+def stored_recipe(data: dict[str, Any]) -> JobCreate:
+    """A recipe as stored, read leniently: options an older or newer version wrote are dropped."""
+    return JobCreate.model_validate({key: value for key, value in data.items() if key in JobCreate.model_fields})

@@ -8,16 +8,19 @@ from collections.abc import AsyncIterator
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import AppError
 from cofounder_agent.jobs.events import Event, EventHub, terminal_event
+from cofounder_agent.jobs.named import RecipeBook
 from cofounder_agent.jobs.recipes import resolve_recipe
 from cofounder_agent.jobs.store import TERMINAL, QueueFull, Store
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import ImageResult, JobCreate, JobPublic, JobsPublic
+from cofounder_agent.schemas.stages import InpaintStage
 
 
 class JobService:
-    def __init__(self, store: Store, worker: Worker, hub: EventHub, settings: Settings) -> None:
+    def __init__(self, store: Store, worker: Worker, hub: EventHub, settings: Settings, recipes: RecipeBook) -> None:
         self.store, self.worker, self.hub, self.settings = store, worker, hub, settings
+        self.recipes = recipes
 
     async def submit(self, recipe: JobCreate, idempotency_key: str | None = None) -> tuple[JobPublic, bool]:
         """Queue a recipe; the bool says whether it is new (False: a repeated Idempotency-Key)."""
@@ -25,9 +28,21 @@ class JobService:
             known = await self.store.find_by_key(idempotency_key)
             if known is not None:
                 return await self.public(known), False
-        resolved = resolve_recipe(recipe, self.settings)
+        resolved = resolve_recipe(self.recipes.apply(recipe), self.settings)
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
             raise AppError(422, "invalid_request", "board_id: no board with this id", field="board_id")
+        masks = [
+            (f"stages.{i}.mask_image_id", s.mask_image_id)
+            for i, s in enumerate(resolved.stages)
+            if isinstance(s, InpaintStage) and s.mask_image_id is not None
+        ]
+        for field, image_id in masks:
+            if await self.store.get_image(image_id) is None:
+                raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
+        for index, image_id in enumerate(resolved.input_image_ids):
+            if await self.store.get_image(image_id) is None:
+                field = f"input_image_ids.{index}"
+                raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
         try:
             job, new = await self.store.add_job(
                 resolved.model_dump(mode="json"),
@@ -65,7 +80,7 @@ class JobService:
             error=job.error,
             image_ids=job.image_ids,
             results=[ImageResult.model_validate(r) for r in job.results],
-            recipe=JobCreate.model_validate(job.recipe),
+            recipe=job.recipe,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -12,14 +12,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.params import GenerationResult
+from cofounder_agent.engine.params import GenerationParams, GenerationResult
 from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.events import EventHub, terminal_event
-from cofounder_agent.jobs.recipes import denoising_steps, job_params
+from cofounder_agent.jobs.recipes import denoising_steps, job_params, stored_recipe
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import ImageRow, JobRow
 from cofounder_agent.logging_setup import job_context
 from cofounder_agent.schemas.jobs import JobCreate
+from cofounder_agent.schemas.stages import InpaintStage
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.metadata import generation_metadata
 from cofounder_agent.storage import ImageStore
@@ -137,10 +138,13 @@ class Worker:
             self.hub.publish(job_id, {"type": "queued", "job_id": job_id, "position": position})
 
     async def _run(self, job: JobRow) -> None:
-        recipe = JobCreate.model_validate(job.recipe)
+        recipe = stored_recipe(job.recipe)
         params_list = job_params(recipe)
         flag = self._cancel.setdefault(job.id, threading.Event())
-        live = self.live[job.id] = Live(total_steps=sum(denoising_steps(p, recipe.stages) for p in params_list))
+        generates = not recipe.input_image_ids
+        live = self.live[job.id] = Live(
+            total_steps=sum(denoising_steps(p, recipe.stages, generates) for p in params_list)
+        )
         loop = asyncio.get_running_loop()
 
         def on_step(stage: str, step: int, total: int) -> None:  # runs on the engine thread
@@ -155,9 +159,13 @@ class Worker:
             log.info("job started (attempt %s, %s image(s))", job.attempts, len(params_list))
             try:
                 async with asyncio.timeout(self.settings.image_job_timeout_s):
-                    for params in params_list:
-                        result = await self.images.generate(params, on_step, recipe.keep_intermediates)
-                        results.append(await self._keep(job, recipe, result, on_step))
+                    for index, params in enumerate(params_list):
+                        if recipe.input_image_ids:
+                            image_id = recipe.input_image_ids[index]
+                            results.append(await self._refine_input(job, recipe, params, image_id, on_step))
+                        else:
+                            result = await self.images.generate(params, on_step, recipe.keep_intermediates)
+                            results.append(await self._keep(job, recipe, result, on_step))
                         self.hub.publish(job.id, {"type": "image", "job_id": job.id, **results[-1]})
             except GenerationCancelled:
                 status, error = "cancelled", f"cancelled while running ({live.stage} step {live.step})"
@@ -200,18 +208,66 @@ class Worker:
     ) -> dict[str, Any]:
         """Run the recipe's stages on a generated picture; store it, its intermediates and rows."""
         metadata = {**generation_metadata(result, self.images.status), "job_id": job.id}
-        keep = recipe.keep_intermediates
         intermediate_ids = [
             await self._intermediate(job, picture, metadata, stage) for stage, picture in result.intermediates
         ]
-        image, stage_records = result.image, []
-        if recipe.stages and keep:
-            intermediate_ids.append(await self._intermediate(job, image, metadata, "base"))
+        if recipe.stages and recipe.keep_intermediates:
+            intermediate_ids.append(await self._intermediate(job, result.image, metadata, "base"))
+        image, stage_records = await self._stages(
+            job, recipe, result.params, result.image, metadata, intermediate_ids, on_step
+        )
+        return {
+            "image_id": await self._store_image(job, image, {**metadata, "recipe_stages": stage_records}, False),
+            "intermediate_ids": intermediate_ids,
+            "seed": result.params.seed,
+            "refiner_applied": result.refiner_applied,
+            "refiner_fallback_reason": result.refiner_fallback_reason,
+            "timings": result.timings,
+            "stages": [asdict(s) for s in result.stages],
+            "recipe_stages": stage_records,
+        }
+
+    async def _refine_input(
+        self, job: JobRow, recipe: JobCreate, params: GenerationParams, image_id: str, on_step: Callable[..., None]
+    ) -> dict[str, Any]:
+        """Run the recipe's stages on a stored picture (an upload, or an earlier result)."""
+        stored = self.files.find(image_id)
+        if stored is None:
+            raise ValueError(f"input image {image_id} is gone")
+        picture = await asyncio.to_thread(_open_rgb, stored.path)
+        metadata = {"source": "refined", "input_image_id": image_id, "params": asdict(params), "job_id": job.id}
+        intermediate_ids: list[str] = []
+        image, stage_records = await self._stages(job, recipe, params, picture, metadata, intermediate_ids, on_step)
+        return {
+            "image_id": await self._store_image(job, image, {**metadata, "recipe_stages": stage_records}, False),
+            "intermediate_ids": intermediate_ids,
+            "seed": params.seed,
+            "refiner_applied": False,
+            "input_image_id": image_id,
+            "recipe_stages": stage_records,
+        }
+
+    async def _stages(
+        self,
+        job: JobRow,
+        recipe: JobCreate,
+        params: GenerationParams,
+        image: Any,
+        metadata: dict[str, Any],
+        intermediate_ids: list[str],
+        on_step: Callable[..., None],
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Each stage in turn; keeps each stage's pictures but the last when asked to."""
+        stage_records: list[dict[str, Any]] = []
         for index, spec in enumerate(recipe.stages):
-            out = await self.images.run_stage(spec, image, result.params, index, on_step)
+            mask = None
+            if isinstance(spec, InpaintStage) and spec.mask_image_id is not None:
+                found = self.files.find(spec.mask_image_id)
+                mask = await asyncio.to_thread(_open_rgb, found.path) if found is not None else None
+            out = await self.images.run_stage(spec, image, params, index, on_step, mask)
             stage_records.append(out.record)
             last = index == len(recipe.stages) - 1
-            if keep:  # every pass of a multi-pass stage; a single picture unless it is the final one
+            if recipe.keep_intermediates:  # every pass of a multi-pass stage; one picture unless it is the last
                 pictures = [(f"{spec.type}.{n}", p) for n, p in enumerate(out.passes, 1)]
                 if not pictures and not last:
                     pictures = [(spec.type, out.image)]
@@ -223,17 +279,7 @@ class Worker:
                 {"type": "stage_done", "job_id": job.id, "index": index, "stage": spec.type, **_brief(out.record)},
             )
             image = out.image
-        final = {**metadata, "recipe_stages": stage_records}
-        return {
-            "image_id": await self._store_image(job, image, final, intermediate=False),
-            "intermediate_ids": intermediate_ids,
-            "seed": result.params.seed,
-            "refiner_applied": result.refiner_applied,
-            "refiner_fallback_reason": result.refiner_fallback_reason,
-            "timings": result.timings,
-            "stages": [asdict(s) for s in result.stages],
-            "recipe_stages": stage_records,
-        }
+        return image, stage_records
 
     async def _intermediate(self, job: JobRow, picture: Any, metadata: dict[str, Any], stage: str) -> str:
         """Store a picture of an earlier stage, flagged, and say so on the event stream."""
@@ -273,3 +319,10 @@ def _brief(record: dict[str, Any]) -> dict[str, Any]:
     """A stage record's headline for the event stream."""
     keys = ("outcome", "detail", "seconds", "scores", "passes", "threshold_met", "size")
     return {key: record[key] for key in keys if key in record}
+
+
+def _open_rgb(path: Any) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB")

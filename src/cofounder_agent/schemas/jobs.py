@@ -45,16 +45,38 @@ class JobCreate(BaseModel):
     priority: int = Field(0, ge=-10, le=10, description="higher runs first; equal priorities run in order")
     callback_url: AnyHttpUrl | None = Field(None, description="POSTed the final job JSON when it ends")
     keep_intermediates: bool = Field(False, description="also store earlier stages' pictures, flagged")
-    input_image_id: str | None = Field(None, description="refine an uploaded image instead of generating")
+    input_image_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
+        default_factory=list, max_length=16, description="refine these stored pictures instead of generating"
+    )
+    recipe: str | None = Field(None, description="a named recipe this job starts from (GET /v1/recipes)")
     stages: list[Stage] = Field(
         default_factory=list, max_length=8, description="stages run in order on the generated picture"
     )
+
+
+class RecipeTemplate(BaseModel):
+    """A named recipe: any job options but the prompt, the input pictures and the recipe name."""
+
+    model_config = {"extra": "forbid"}
+
+    negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    width: Dimension | None = None
+    height: Dimension | None = None
+    steps: int | None = Field(None, ge=1, le=200)
+    guidance_scale: float | None = Field(None, ge=1.0, le=30.0)
+    scheduler: SchedulerName | None = None
+    refiner: RefinerSpec | None = None
+    num_images: int | None = Field(None, ge=1, le=8)
+    priority: int | None = Field(None, ge=-10, le=10)
+    keep_intermediates: bool | None = None
+    stages: list[Stage] | None = Field(None, max_length=8)
 
 
 class ImageResult(BaseModel):
     """One image a job produced and how."""
 
     image_id: str
+    input_image_id: str | None = Field(None, description="the stored picture this result refined")
     intermediate_ids: list[str] = Field(default_factory=list)
     seed: int
     refiner_applied: bool
@@ -79,7 +101,8 @@ class JobPublic(BaseModel):
     error: str | None = None
     image_ids: list[str] = Field(default_factory=list)
     results: list[ImageResult] = Field(default_factory=list)
-    recipe: JobCreate
+    # A plain mapping: clients of an older version still read jobs with newer options.
+    recipe: dict[str, Any] = Field(description="the resolved recipe (JobCreate's fields, defaults filled in)")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

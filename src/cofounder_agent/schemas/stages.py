@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from cofounder_agent.schemas.media import Prompt
 
 Strength = Annotated[float, Field(gt=0.0, le=1.0)]
+
+# The seed's inpaint detail levels: steps, strength, guidance.
+DETAIL_LEVELS: dict[str, tuple[int, float, float]] = {
+    "low": (10, 0.3, 5.0),
+    "medium": (15, 0.5, 7.0),
+    "high": (20, 0.7, 8.0),
+    "ultra": (30, 0.9, 10.0),
+}
 
 
 class _Stage(BaseModel):
@@ -56,4 +64,25 @@ class UpscaleStage(_Stage):
     overlap: int = Field(64, ge=0, le=512, multiple_of=8)
 
 
-Stage = Annotated[RefineStage | ProgressiveStage | AdaptiveStage | UpscaleStage, Field(discriminator="type")]
+class InpaintStage(_Stage):
+    """Refine only a region, given by a mask picture (white = refine) or a box (the seed's enhance_region)."""
+
+    type: Literal["inpaint"]
+    model: Literal["refiner", "base"] = "base"
+    mask_image_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description="an uploaded mask picture")
+    box: tuple[int, int, int, int] | None = Field(None, description="left, top, right, bottom in pixels")
+    detail: Literal["low", "medium", "high", "ultra"] = Field("high", description="steps/strength/guidance preset")
+    feather: int = Field(8, ge=0, le=64, description="blur radius of the mask's edge, in pixels")
+
+    @model_validator(mode="after")
+    def _one_region(self) -> InpaintStage:
+        if (self.mask_image_id is None) == (self.box is None):
+            raise ValueError("give exactly one of mask_image_id and box")
+        if self.box is not None and (self.box[2] <= self.box[0] or self.box[3] <= self.box[1]):
+            raise ValueError("box must be left, top, right, bottom with right > left and bottom > top")
+        return self
+
+
+Stage = Annotated[
+    RefineStage | ProgressiveStage | AdaptiveStage | UpscaleStage | InpaintStage, Field(discriminator="type")
+]

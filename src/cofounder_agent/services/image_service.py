@@ -97,7 +97,13 @@ class ImageService:
         return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step, keep_base)
 
     async def run_stage(
-        self, spec: Stage, image: Image, params: GenerationParams, index: int, on_step: StepCallback | None = None
+        self,
+        spec: Stage,
+        image: Image,
+        params: GenerationParams,
+        index: int,
+        on_step: StepCallback | None = None,
+        mask: Image | None = None,
     ) -> StageOutput:
         """Run one recipe stage on the device executor."""
         generator = self._generator
@@ -110,7 +116,7 @@ class ImageService:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         return await loop.run_in_executor(
-            self._executor, context.run, self._stages.run, spec, image, params, index, on_step
+            self._executor, context.run, self._stages.run, spec, image, params, index, on_step, mask
         )
 
     async def gpu_memory(self) -> dict[str, int]:

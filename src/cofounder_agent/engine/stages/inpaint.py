@@ -1,0 +1,76 @@
+"""The inpaint stage: refine only a masked region (the seed's enhance_region), leave the rest be."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from PIL import Image, ImageFilter
+
+from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.decode import decode_latents
+from cofounder_agent.engine.stages.img2img import RefinePass
+
+
+@contextlib.contextmanager
+def vae_dtype_kept(vae: Any) -> Iterator[None]:
+    """The inpaint pipeline casts the shared VAE to the UNet's dtype after encoding: undo that."""
+    dtype = vae.dtype
+    try:
+        yield
+    finally:
+        if vae.dtype != dtype:
+            vae.to(dtype)
+
+
+def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    """A mask (255 = refine) of a box, clipped to the picture."""
+    left, top, right, bottom = box
+    width, height = size
+    left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    if right <= left or bottom <= top:
+        raise ValueError(f"box {box} lies outside the {width}x{height} picture")
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (left, top, right, bottom))
+    return mask
+
+
+def inpaint_region(
+    pipe: Any,
+    image: Image.Image,
+    mask: Image.Image,
+    ask: RefinePass,
+    generator: torch.Generator,
+    *,
+    feather: int,
+    on_step: StepCallback | None = None,
+) -> Image.Image:
+    """Denoise the masked region again with the prompt; outside the feathered mask, keep every pixel."""
+    image = image.convert("RGB")
+    mask = mask.convert("L").resize(image.size)
+    if mask.getbbox() is None:
+        raise ValueError("the mask is empty: nothing to refine")
+    with vae_dtype_kept(pipe.vae):
+        out = pipe(
+            prompt=ask.prompt,
+            negative_prompt=ask.negative_prompt,
+            image=image,
+            mask_image=mask,
+            strength=ask.strength,
+            num_inference_steps=ask.steps,
+            guidance_scale=ask.guidance_scale,
+            width=image.width,
+            height=image.height,
+            generator=generator,
+            output_type="latent",
+            callback_on_step_end=step_hook("inpaint", on_step),
+        )
+    painted = decode_latents(pipe, out.images)
+    if painted.size != image.size:
+        painted = painted.resize(image.size, Image.Resampling.LANCZOS)
+    # The VAE round trip changes every pixel slightly: composite so only the region (and a
+    # feathered border of about 2x feather pixels) differs from the input.
+    soft = mask.filter(ImageFilter.GaussianBlur(feather)) if feather else mask
+    return Image.composite(painted, image, soft)

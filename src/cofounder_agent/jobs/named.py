@@ -1,0 +1,78 @@
+"""Named recipes: reusable job templates, built in or saved as JSON files in the recipes dir.
+
+The server-side equivalent of the seed's ``data/workflows/*.json``. A job names one with
+``"recipe": "full_pipeline"``; the options the job sets itself win over the template's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cofounder_agent.errors import AppError
+from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+BUILT_IN: dict[str, dict[str, Any]] = {
+    "sdxl_with_refiner": {"refiner": {"mode": "ensemble", "switch_at": 0.8}},
+    "full_pipeline": {
+        "refiner": {"mode": "ensemble", "switch_at": 0.8},
+        "stages": [
+            {"type": "refine", "strength": 0.3, "steps": 30},
+            {"type": "upscale", "factor": 2, "strength": 0.2, "steps": 20},
+        ],
+        "keep_intermediates": True,
+    },
+    "progressive": {"stages": [{"type": "progressive", "strengths": [0.5, 0.3, 0.15], "steps": 20}]},
+    "adaptive": {"stages": [{"type": "adaptive", "threshold": 0.8, "max_passes": 5, "steps": 12}]},
+}
+
+
+class RecipeBook:
+    """Built-in recipes plus the operator's JSON files (which may replace a built-in)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def names(self) -> list[str]:
+        return sorted(set(BUILT_IN) | {p.stem for p in self.dir.glob("*.json") if NAME.fullmatch(p.stem)})
+
+    def get(self, name: str) -> RecipeTemplate:
+        if not NAME.fullmatch(name):
+            raise AppError(404, "recipe_not_found", f"no recipe named {name!r}", field="recipe")
+        path = self.dir / f"{name}.json"
+        if path.is_file() and not path.is_symlink():
+            try:
+                return RecipeTemplate.model_validate_json(path.read_bytes())
+            except ValidationError as exc:  # a hand-edited file gone wrong: say which
+                raise AppError(500, "recipe_file_invalid", f"{path.name}: {exc.error_count()} errors") from None
+        if name in BUILT_IN:
+            return RecipeTemplate.model_validate(BUILT_IN[name])
+        raise AppError(404, "recipe_not_found", f"no recipe named {name!r}", field="recipe")
+
+    def put(self, name: str, template: RecipeTemplate) -> bool:
+        """Save a recipe; True when it is new."""
+        if not NAME.fullmatch(name):
+            raise AppError(422, "invalid_request", "name: lowercase letters, digits, - and _, at most 64", field="name")
+        path = self.dir / f"{name}.json"
+        new = not path.exists() and name not in BUILT_IN
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(template.model_dump(mode="json", exclude_unset=True), indent=2))
+        tmp.replace(path)
+        return new
+
+    def apply(self, recipe: JobCreate) -> JobCreate:
+        """The job's recipe over the named template: fields the job set win."""
+        if recipe.recipe is None:
+            return recipe
+        if recipe.recipe not in self.names():  # a bad field of the job body: 422, not 404
+            raise AppError(422, "invalid_request", f"recipe: no recipe named {recipe.recipe!r}", field="recipe")
+        template = self.get(recipe.recipe).model_dump(exclude_unset=True, exclude_none=True)
+        own = recipe.model_dump(include=recipe.model_fields_set)
+        return JobCreate.model_validate({**template, **own, "recipe": recipe.recipe})

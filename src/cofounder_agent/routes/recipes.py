@@ -1,0 +1,35 @@
+"""Named recipes: list, read and save reusable job templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from cofounder_agent.deps import JobServiceDep
+from cofounder_agent.jobs.named import BUILT_IN
+from cofounder_agent.schemas import ErrorBody
+from cofounder_agent.schemas.jobs import RecipeTemplate
+
+router = APIRouter(prefix="/v1/recipes", tags=["recipes"])
+
+
+@router.get("")
+async def list_recipes(jobs: JobServiceDep) -> dict[str, Any]:
+    """The recipes a job can name: built-in ones and those saved in the recipes dir."""
+    names = jobs.recipes.names()
+    return {"data": [{"name": n, "built_in": n in BUILT_IN} for n in names], "count": len(names)}
+
+
+@router.get("/{name}", responses={404: {"model": ErrorBody}}, response_model_exclude_none=True)
+async def get_recipe(name: str, jobs: JobServiceDep) -> RecipeTemplate:
+    """One recipe's options."""
+    return jobs.recipes.get(name)
+
+
+@router.put("/{name}", responses={422: {"model": ErrorBody}}, response_model_exclude_none=True)
+async def put_recipe(name: str, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
+    """Save a recipe (201 when new); a saved recipe may replace a built-in one of the same name."""
+    if jobs.recipes.put(name, body):
+        response.status_code = 201
+    return jobs.recipes.get(name)
