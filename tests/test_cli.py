@@ -103,3 +103,31 @@ def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_generate_with_upscale_and_a_recipe(tmp_path: Path) -> None:
+    base = [*CLI, "generate", "a castle", "-o", str(tmp_path / "out"), "--seed", "3", "--width", "64", "--height", "64"]
+    base += ["--base-steps", "20"]
+    run = subprocess.run(
+        [*base, "--recipe", "progressive", "--upscale"],
+        env=_env(tmp_path, IMAGE_MODEL="tiny"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    path = Path(json.loads(run.stdout.strip().splitlines()[-1])["path"])
+    with Image.open(path) as image:
+        assert image.size == (128, 128)
+        stages = [s["spec"]["type"] for s in json.loads(image.info["parameters"])["recipe_stages"]]
+    assert stages == ["progressive", "upscale"]
+
+
+def test_generate_refuses_unavailable_or_unknown_options(tmp_path: Path) -> None:
+    face = subprocess.run([*CLI, "generate", "x", "--enhance-face"], capture_output=True, text=True, timeout=60)
+    assert face.returncode == 2 and "face restoration is not available" in face.stderr
+    recipe = subprocess.run(
+        [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=120, env=_env(tmp_path)
+    )
+    assert recipe.returncode == 1 and "--recipe" in recipe.stderr and "TINY MODEL" not in recipe.stderr

@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--switch-at", type=float, default=None, help="ensemble: base share of the schedule")
     gen.add_argument("--refine-steps", type=int, default=None, help="img2img: refiner schedule length")
     gen.add_argument("--refine-strength", type=float, default=None, help="img2img: re-noising strength")
+    gen.add_argument("--upscale", action="store_true", help="enlarge the result (Lanczos + tiled refine)")
+    gen.add_argument("--upscale-factor", type=int, choices=(2, 4), default=2)
+    gen.add_argument("--recipe", default=None, help="run a named recipe's stages (e.g. full_pipeline)")
+    gen.add_argument("--enhance-face", action="store_true", help="face restoration (not available yet)")
+    gen.add_argument("--face-strength", type=float, default=None, help="with --enhance-face")
 
     export = sub.add_parser("export-tiny", help="write the built-in tiny model as diffusers folders")
     export.add_argument("directory", type=Path)
@@ -103,6 +108,27 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error("--refine-strength must be in (0, 1]")
     if args.refine_steps is not None and not 1 <= args.refine_steps <= 200:
         parser.error("--refine-steps must be 1..200")
+    if args.enhance_face:
+        parser.error("--enhance-face: face restoration is not available yet (see docs/stages.md)")
+    if args.face_strength is not None:
+        parser.error("--face-strength only applies with --enhance-face")
+
+
+def _stages(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """The stages --recipe and --upscale ask for, checked before any model loads."""
+    from cofounder_agent.errors import AppError
+    from cofounder_agent.jobs.named import RecipeBook
+    from cofounder_agent.schemas.stages import UpscaleStage
+
+    stages: list[Any] = []
+    if args.recipe is not None:
+        try:
+            stages += RecipeBook(settings.image_data_dir / "recipes").get(args.recipe).stages or []
+        except AppError as exc:
+            raise SystemExit(f"error: --recipe: {exc.message}") from None
+    if args.upscale:
+        stages.append(UpscaleStage(type="upscale", factor=args.upscale_factor))
+    return stages
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> None:
@@ -132,16 +158,25 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> None:
     if problem is not None:  # checked before the (slow) model load
         option = {"refiner_strength": "--refine-strength", "switch_at": "--switch-at"}[problem[0]]
         raise SystemExit(f"error: {option}: {problem[1]}")
+    stages = _stages(args, settings)
     service = ImageService(settings)
     service.start()
     try:
         if not await service.wait_ready():
             raise SystemExit(f"error: could not load the model: {service.status.error}")
         result = await service.generate(params)
+        image, records = result.image, []
+        for index, spec in enumerate(stages):  # the seed's application: refine, upscale, ... in turn
+            out = await service.run_stage(spec, image, params, index)
+            image = out.image
+            records.append(out.record)
+            if out.record["outcome"] != "ok":
+                print(f"warning: {spec.type} not applied: {out.record['detail']}", file=sys.stderr)
         args.output_dir.mkdir(parents=True, exist_ok=True)
         path = args.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{params.seed}.png"
-        path.write_bytes(encode_png(result.image, generation_metadata(result, service.status)))
-        print(json.dumps({"path": str(path), "seed": params.seed, "timings": result.timings}))
+        metadata = {**generation_metadata(result, service.status), "recipe_stages": records}
+        path.write_bytes(encode_png(image, metadata))
+        print(json.dumps({"path": str(path), "seed": params.seed, "size": list(image.size), "timings": result.timings}))
         if result.refiner_fallback_reason:
             print(f"warning: refiner not applied: {result.refiner_fallback_reason}", file=sys.stderr)
     finally:
