@@ -306,6 +306,7 @@ def test_progressive_job_keeps_three_pass_pictures(job_server: str) -> None:
         ({"type": "adaptive", "threshold": 2}, "stages.0.adaptive.threshold"),
         ({"type": "sharpen"}, "stages.0"),
         ({"type": "inpaint"}, "stages.0.inpaint"),
+        ({"type": "variations", "prompts": []}, "stages.0.variations.prompts"),
         ({"type": "inpaint", "box": [10, 10, 5, 20]}, "stages.0.inpaint"),
         ({"type": "inpaint", "mask_image_id": "0" * 32}, "stages.0.mask_image_id"),
     ],
@@ -320,7 +321,9 @@ def test_invalid_stage_specs_are_422_naming_the_field(job_server: str, stage: di
 def test_full_pipeline_recipe_by_name(job_server: str) -> None:
     with httpx.Client(base_url=job_server, timeout=120) as client:
         names = {r["name"] for r in client.get("/v1/recipes").json()["data"]}
-        assert {"sdxl_with_refiner", "full_pipeline", "progressive", "adaptive"} <= names
+        assert {"sdxl_with_refiner", "full_pipeline", "progressive", "adaptive", "texture_wood"} <= names
+        wood = client.get("/v1/recipes/texture_wood").json()
+        assert wood["stages"][0]["prompt"] == "wood grain, detailed wood texture, natural pattern"
         body = {**FAST, "recipe": "full_pipeline"}
         body["stages"] = [{"type": "refine", "steps": 10}, {"type": "upscale", "steps": 10}]  # quicker, same shape
         done = _wait(client, _submit(client, body)["id"])
@@ -387,3 +390,15 @@ def test_inpaint_with_an_uploaded_mask(job_server: str) -> None:
         final = pixels(client.get(f"/v1/images/{result['image_id']}").content)
         diff = abs(final - base).max(axis=2)
         assert diff[20:44, 20:44].mean() > 2 and diff[:8].max() == 0 and diff[56:].max() == 0
+
+
+def test_variations_are_final_images(job_server: str) -> None:
+    stages = [{"type": "refine", "strength": 0.3, "steps": 10}, {"type": "variations", "prompts": ["a", "b c"]}]
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        done = _wait(client, _submit(client, {**FAST, "stages": stages})["id"])
+        (result,) = done["results"]
+        assert len(result["variation_ids"]) == 2 and done["image_ids"] == result["variation_ids"]
+        assert all(client.get(f"/v1/images/{i}").status_code == 200 for i in done["image_ids"])
+        early = {**FAST, "stages": list(reversed(stages))}
+        refused = client.post("/v1/jobs", json=early)
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "stages.0.type"

@@ -19,7 +19,14 @@ from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import process_tiles, tiles
 from cofounder_agent.engine.views import pipeline_view
-from cofounder_agent.schemas.stages import AdaptiveStage, InpaintStage, ProgressiveStage, RefineStage, UpscaleStage
+from cofounder_agent.schemas.stages import (
+    AdaptiveStage,
+    InpaintStage,
+    ProgressiveStage,
+    RefineStage,
+    UpscaleStage,
+    VariationsStage,
+)
 from conftest import max_diff
 
 PARAMS = GenerationParams(prompt="a harbour at dusk", seed=5, width=64, height=64, steps=20)
@@ -141,3 +148,12 @@ def test_inpaint_keeps_the_shared_vae_in_its_precision(tiny_dirs: tuple[Path, Pa
     out = StageRunner(half).run(spec, Image.new("RGB", (64, 64), (90, 120, 150)), PARAMS, 0)
     assert out.record["outcome"] == "ok", out.record["detail"]
     assert str(half.base.vae.dtype) == "torch.float32"  # the pipeline cast it down; the stage put it back
+
+
+def test_variations_refine_one_picture_under_each_prompt(models: LoadedModels, picture: Image.Image) -> None:
+    prompts = ["a red boat", "a stone bridge at night", "snowy mountains"]
+    spec = VariationsStage(type="variations", prompts=prompts, strength=0.6, steps=10)
+    out = StageRunner(models).run(spec, picture, PARAMS, 0)
+    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert len(out.variations) == 3 and all(v.size == picture.size for v in out.variations)
+    assert max_diff(out.variations[0], out.variations[1]) > 2 and max_diff(out.variations[1], out.variations[2]) > 2

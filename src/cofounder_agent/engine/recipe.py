@@ -15,7 +15,7 @@ from cofounder_agent.engine.models import LoadedModels
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
-from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
+from cofounder_agent.engine.stages.img2img import RefinePass, refine_image, refine_variations
 from cofounder_agent.engine.stages.inpaint import box_mask, inpaint_region
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import lanczos, process_tiles
@@ -28,6 +28,7 @@ from cofounder_agent.schemas.stages import (
     RefineStage,
     Stage,
     UpscaleStage,
+    VariationsStage,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class StageOutput:
 
     image: Image
     passes: list[Image] = field(default_factory=list)
+    variations: list[Image] = field(default_factory=list)  # final pictures of a variations stage
     record: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +120,16 @@ class StageRunner:
             return self._adaptive(spec, image, refine, record)
         if isinstance(spec, UpscaleStage):
             return StageOutput(self._upscale(spec, image, refine))
+        if isinstance(spec, VariationsStage):
+            ask = RefinePass(
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt,
+                strength=spec.strength,
+                steps=spec.steps,
+                guidance_scale=spec.guidance_scale or params.guidance_scale,
+            )
+            pictures = refine_variations(pipe, image, list(spec.prompts), ask, generator, on_step=on_step)
+            return StageOutput(pictures[0], variations=pictures)
         raise ValueError(f"unknown stage type {spec.type!r}")  # pragma: no cover - the schema forbids it
 
     def _inpaint(

@@ -17,6 +17,7 @@ from cofounder_agent.schemas.stages import (
     ProgressiveStage,
     Stage,
     UpscaleStage,
+    VariationsStage,
 )
 
 # Where each engine option lives in a job body; the seed endpoint passes its own names.
@@ -39,6 +40,8 @@ def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, s
     step, are refused with a 422 naming the field — before the job is queued.
     """
     for index, stage in enumerate(recipe.stages):
+        if isinstance(stage, VariationsStage) and index != len(recipe.stages) - 1:
+            raise invalid(f"stages.{index}.type", "variations must be the last stage (each is a final image)")
         if isinstance(stage, InpaintStage):
             continue  # its detail levels always run steps
         strengths = stage.strengths if isinstance(stage, ProgressiveStage) else [getattr(stage, "strength", None)]
@@ -112,6 +115,8 @@ def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None,
         elif isinstance(spec, UpscaleStage):
             tiles = -(-params.width * spec.factor // spec.tile) * -(-params.height * spec.factor // spec.tile)
             total += tiles * int(spec.steps * spec.strength)
+        elif isinstance(spec, VariationsStage):
+            total += int(spec.steps * spec.strength)  # one batched loop
         elif isinstance(spec, InpaintStage):
             steps, strength, _ = DETAIL_LEVELS[spec.detail]
             total += int(steps * strength)

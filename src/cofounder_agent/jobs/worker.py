@@ -178,9 +178,8 @@ class Worker:
             finally:
                 self._cancel.pop(job.id, None)
                 self.live.pop(job.id, None)
-            finished = await self.store.finish(
-                job.id, status, error=error, image_ids=[r["image_id"] for r in results], results=results
-            )
+            image_ids = [i for r in results for i in (r["variation_ids"] or [r["image_id"]])]
+            finished = await self.store.finish(job.id, status, error=error, image_ids=image_ids, results=results)
             log.info("job %s%s", status, f": {error}" if error else "")
         if finished is not None:
             await self.finished(finished)
@@ -213,11 +212,13 @@ class Worker:
         ]
         if recipe.stages and recipe.keep_intermediates:
             intermediate_ids.append(await self._intermediate(job, result.image, metadata, "base"))
-        image, stage_records = await self._stages(
+        finals, stage_records = await self._stages(
             job, recipe, result.params, result.image, metadata, intermediate_ids, on_step
         )
+        final_ids = await self._store_finals(job, finals, {**metadata, "recipe_stages": stage_records})
         return {
-            "image_id": await self._store_image(job, image, {**metadata, "recipe_stages": stage_records}, False),
+            "image_id": final_ids[0],
+            "variation_ids": final_ids if len(final_ids) > 1 else [],
             "intermediate_ids": intermediate_ids,
             "seed": result.params.seed,
             "refiner_applied": result.refiner_applied,
@@ -237,9 +238,11 @@ class Worker:
         picture = await asyncio.to_thread(_open_rgb, stored.path)
         metadata = {"source": "refined", "input_image_id": image_id, "params": asdict(params), "job_id": job.id}
         intermediate_ids: list[str] = []
-        image, stage_records = await self._stages(job, recipe, params, picture, metadata, intermediate_ids, on_step)
+        finals, stage_records = await self._stages(job, recipe, params, picture, metadata, intermediate_ids, on_step)
+        final_ids = await self._store_finals(job, finals, {**metadata, "recipe_stages": stage_records})
         return {
-            "image_id": await self._store_image(job, image, {**metadata, "recipe_stages": stage_records}, False),
+            "image_id": final_ids[0],
+            "variation_ids": final_ids if len(final_ids) > 1 else [],
             "intermediate_ids": intermediate_ids,
             "seed": params.seed,
             "refiner_applied": False,
@@ -256,8 +259,11 @@ class Worker:
         metadata: dict[str, Any],
         intermediate_ids: list[str],
         on_step: Callable[..., None],
-    ) -> tuple[Any, list[dict[str, Any]]]:
-        """Each stage in turn; keeps each stage's pictures but the last when asked to."""
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Each stage in turn; keeps each stage's pictures but the last when asked to.
+
+        Returns the final pictures: one, or each variation of a closing variations stage.
+        """
         stage_records: list[dict[str, Any]] = []
         for index, spec in enumerate(recipe.stages):
             mask = None
@@ -279,7 +285,16 @@ class Worker:
                 {"type": "stage_done", "job_id": job.id, "index": index, "stage": spec.type, **_brief(out.record)},
             )
             image = out.image
-        return image, stage_records
+            if out.variations:
+                return out.variations, stage_records
+        return [image], stage_records
+
+    async def _store_finals(self, job: JobRow, finals: list[Any], metadata: dict[str, Any]) -> list[str]:
+        ids = []
+        for number, picture in enumerate(finals):
+            extra = {"variation": number} if len(finals) > 1 else {}
+            ids.append(await self._store_image(job, picture, {**metadata, **extra}, intermediate=False))
+        return ids
 
     async def _intermediate(self, job: JobRow, picture: Any, metadata: dict[str, Any], stage: str) -> str:
         """Store a picture of an earlier stage, flagged, and say so on the event stream."""

@@ -77,6 +77,7 @@ class ImageResult(BaseModel):
 
     image_id: str
     input_image_id: str | None = Field(None, description="the stored picture this result refined")
+    variation_ids: list[str] = Field(default_factory=list, description="every variation, when the last stage is one")
     intermediate_ids: list[str] = Field(default_factory=list)
     seed: int
     refiner_applied: bool

@@ -83,6 +83,16 @@ class InpaintStage(_Stage):
         return self
 
 
+class VariationsStage(_Stage):
+    """One picture refined under several prompts as one batch; every variation is a final image."""
+
+    type: Literal["variations"]
+    prompts: list[Prompt] = Field(min_length=1, max_length=8)
+    strength: Strength = 0.5
+    steps: int = Field(20, ge=1, le=200)
+
+
 Stage = Annotated[
-    RefineStage | ProgressiveStage | AdaptiveStage | UpscaleStage | InpaintStage, Field(discriminator="type")
+    RefineStage | ProgressiveStage | AdaptiveStage | UpscaleStage | InpaintStage | VariationsStage,
+    Field(discriminator="type"),
 ]

@@ -8,8 +8,13 @@ import torch
 from PIL.Image import Image
 
 
-@torch.no_grad()
 def decode_latents(pipe: Any, latents: torch.Tensor) -> Image:
+    """Decode a single latent (see ``decode_batch``)."""
+    return decode_batch(pipe, latents)[0]
+
+
+@torch.no_grad()
+def decode_batch(pipe: Any, latents: torch.Tensor) -> list[Image]:
     """Decode like diffusers' SDXL pipelines, but in the VAE's own dtype.
 
     The model loader keeps the SDXL VAE in fp32 when the UNets run in fp16 (it overflows to
@@ -28,5 +33,5 @@ def decode_latents(pipe: Any, latents: torch.Tensor) -> Image:
     image = vae.decode(latents, return_dict=False)[0]
     if getattr(pipe, "watermark", None) is not None:
         image = pipe.watermark.apply_watermark(image)
-    pil: Image = pipe.image_processor.postprocess(image, output_type="pil")[0]
-    return pil
+    pictures: list[Image] = pipe.image_processor.postprocess(image, output_type="pil")
+    return pictures

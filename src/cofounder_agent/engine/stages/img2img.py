@@ -9,7 +9,7 @@ import torch
 from PIL.Image import Image
 
 from cofounder_agent.engine.stages.common import StepCallback, step_hook
-from cofounder_agent.engine.stages.decode import decode_latents
+from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
 
 
@@ -49,3 +49,30 @@ def refine_image(
         callback_on_step_end=step_hook(stage, on_step),
     )
     return decode_latents(pipe, out.images)
+
+
+def refine_variations(
+    pipe: Any,
+    image: Image,
+    prompts: list[str],
+    spec: RefinePass,
+    generator: torch.Generator,
+    *,
+    on_step: StepCallback | None = None,
+) -> list[Image]:
+    """Refine one picture under several prompts in one batched call (one encode, one denoising loop)."""
+    if int(spec.steps * spec.strength) < 1:
+        raise ValueError("steps x strength must be at least 1: no denoising step would run")
+    latents = encode_image(pipe, image.convert("RGB"), generator, pipe.unet.dtype)
+    out = pipe(
+        prompt=prompts,
+        negative_prompt=[spec.negative_prompt or ""] * len(prompts) if spec.negative_prompt else None,
+        image=latents.repeat(len(prompts), 1, 1, 1),
+        strength=spec.strength,
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.guidance_scale,
+        generator=generator,
+        output_type="latent",
+        callback_on_step_end=step_hook("variations", on_step),
+    )
+    return decode_batch(pipe, out.images)
