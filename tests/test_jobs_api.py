@@ -279,7 +279,7 @@ def test_multi_stage_job_keeps_every_stage_and_streams_it(job_server: str) -> No
     kinds = [(kind, data.get("stage")) for kind, data in events]
     assert ("stage_done", "refine") in kinds and ("stage_done", "upscale") in kinds
     assert [data["stage"] for kind, data in events if kind == "image" and data.get("intermediate")] == [
-        "base",
+        "generated",
         "refine",
     ]
 
@@ -293,7 +293,7 @@ def test_progressive_job_keeps_three_pass_pictures(job_server: str) -> None:
             client.get(f"/v1/images/{i}/metadata").json()["metadata"]["intermediate_stage"]
             for i in result["intermediate_ids"]
         ]
-        assert stages == ["base", "progressive.1", "progressive.2", "progressive.3"]
+        assert stages == ["generated", "progressive.1", "progressive.2", "progressive.3"]
 
 
 @pytest.mark.parametrize(
@@ -402,3 +402,51 @@ def test_variations_are_final_images(job_server: str) -> None:
         early = {**FAST, "stages": list(reversed(stages))}
         refused = client.post("/v1/jobs", json=early)
         assert refused.status_code == 422 and refused.json()["error"]["field"] == "stages.0.type"
+
+
+@pytest.mark.parametrize(
+    ("upscaler", "field"),
+    [("missing.safetensors", "stages.0.upscaler"), ("../escape.safetensors", "stages.0.upscale.upscaler")],
+)
+def test_upscaler_files_are_checked_before_queueing(job_server: str, upscaler: str, field: str) -> None:
+    response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, "stages": [{"type": "upscale", "upscaler": upscaler}]})
+    assert response.status_code == 422 and response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"width": 1024, "height": 1024, "stages": [{"type": "upscale", "factor": 4}] * 2}, "stages.1.factor"),
+        ({"stages": [{"type": "inpaint", "box": [70, 0, 90, 10]}]}, "stages.0.box"),
+        ({"stages": [{"type": "inpaint", "box": [20, 20, 10, 30]}]}, "stages.0.inpaint.box"),
+    ],
+)
+def test_sizes_and_boxes_are_checked_before_queueing(job_server: str, body: dict[str, Any], field: str) -> None:
+    response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, **body})
+    assert response.status_code == 422 and response.json()["error"]["field"] == field
+
+
+def test_saved_recipes_get_the_job_checks(job_server: str) -> None:
+    stages = [{"type": "variations", "prompts": ["a"]}, {"type": "refine"}]
+    response = httpx.put(f"{job_server}/v1/recipes/broken", json={"stages": stages})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "stages.0.type"
+
+
+def test_a_stage_failure_reaches_results_events_and_metadata(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    settings.models_dir.mkdir(parents=True)
+    (settings.models_dir / "broken.safetensors").write_bytes(b"not a model")
+    stages = [{"type": "upscale", "upscaler": "broken.safetensors"}]
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as client:
+        wait_ready(url)
+        job = _submit(client, {**FAST, "stages": stages})
+        events: list[tuple[str, dict[str, Any]]] = []
+        _collect_events(url, job["id"], events)
+        done = _wait(client, job["id"])
+        assert done["status"] == "succeeded"  # an optional stage failing does not fail the job
+        (record,) = done["results"][0]["recipe_stages"]
+        assert record["outcome"] == "fallback" and record["detail"]
+        (event,) = [data for kind, data in events if kind == "stage_done"]
+        assert event["outcome"] == "fallback" and event["detail"] == record["detail"]
+        meta = client.get(f"/v1/images/{done['image_ids'][0]}/metadata").json()
+        assert meta["width"] == 64 and meta["metadata"]["recipe_stages"][0]["outcome"] == "fallback"

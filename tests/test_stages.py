@@ -157,3 +157,38 @@ def test_variations_refine_one_picture_under_each_prompt(models: LoadedModels, p
     assert out.record["outcome"] == "ok", out.record["detail"]
     assert len(out.variations) == 3 and all(v.size == picture.size for v in out.variations)
     assert max_diff(out.variations[0], out.variations[1]) > 2 and max_diff(out.variations[1], out.variations[2]) > 2
+
+
+def test_odd_sized_pictures_keep_their_size(models: LoadedModels) -> None:
+    odd = natural(128).crop((0, 0, 101, 75))
+    runner = StageRunner(models)
+    refined = runner.run(RefineStage(type="refine", strength=0.5, steps=10), odd, PARAMS, 0)
+    assert refined.record["outcome"] == "ok" and refined.image.size == (101, 75)
+    painted = runner.run(InpaintStage(type="inpaint", box=(10, 10, 60, 50), detail="low"), odd, PARAMS, 0)
+    assert painted.record["outcome"] == "ok", painted.record["detail"]
+    assert painted.image.size == (101, 75)
+
+
+def test_adaptive_refines_until_the_score_is_met(models: LoadedModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter([0.3, 0.9])
+    monkeypatch.setattr(recipe_module, "quality", lambda image: next(scores))
+    out = StageRunner(models).run(AdaptiveStage(type="adaptive", threshold=0.8, steps=10), natural(64), PARAMS, 0)
+    # One pass at strength min(0.5, 0.8 x (0.8 - 0.3)) = 0.4, then the score clears the threshold.
+    assert out.record["passes"] == 1 and out.record["scores"] == [0.3, 0.9] and out.record["threshold_met"]
+
+
+def test_adaptive_with_one_step_still_runs(models: LoadedModels) -> None:
+    out = StageRunner(models).run(
+        AdaptiveStage(type="adaptive", threshold=1.0, max_passes=1, steps=1), natural(64), PARAMS, 0
+    )
+    assert out.record["outcome"] == "ok", out.record["detail"]
+
+
+def test_a_mask_painted_in_alpha_is_read_from_alpha(models: LoadedModels, picture: Image.Image) -> None:
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    mask.paste((0, 0, 0, 255), (16, 16, 48, 48))
+    spec = InpaintStage(type="inpaint", mask_image_id="0" * 32, detail="low", feather=0)
+    out = StageRunner(models).run(spec, picture, PARAMS, 0, mask=mask)
+    assert out.record["outcome"] == "ok", out.record["detail"]
+    diff = np.abs(np.asarray(out.image, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2)
+    assert diff[20:44, 20:44].mean() > 2 and diff[:12].max() == 0

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     # Storage and logs.
     image_data_dir: Path = Path("data")
+    image_models_dir: Path | None = Field(None, description="upscaler/face model files; default: <data dir>/models")
     image_log_file: Path | None = Path("logs/cofounder_agent.log")
     image_log_level: str = "INFO"
     image_log_format: Literal["text", "json"] = "text"
@@ -63,9 +64,14 @@ class Settings(BaseSettings):
         "pexels_api_key",
         "image_webhook_secret",
         "image_api_key",
+        "image_models_dir",
         mode="before",
     )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # IMAGE_LOG_FILE= (empty) turns file logging off instead of naming the current directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.image_models_dir or self.image_data_dir / "models"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from cofounder_agent.engine.stages.img2img import RefinePass, refine_image, refi
 from cofounder_agent.engine.stages.inpaint import box_mask, inpaint_region
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import lanczos, process_tiles
+from cofounder_agent.engine.stages.upscaler import load_upscaler, model_path, upscale_with_model
 from cofounder_agent.engine.views import pipeline_view
 from cofounder_agent.schemas.stages import (
     DETAIL_LEVELS,
@@ -47,8 +49,9 @@ class StageOutput:
 class StageRunner:
     """Runs stages on the engine thread, over the loaded modules (no extra weights)."""
 
-    def __init__(self, models: LoadedModels) -> None:
+    def __init__(self, models: LoadedModels, models_dir: Path | None = None) -> None:
         self.models = models
+        self.models_dir = models_dir
 
     def run(
         self,
@@ -64,6 +67,8 @@ class StageRunner:
         # Each stage draws from its own generator: reproducible, and independent of the others.
         generator = torch.Generator("cpu").manual_seed((params.seed + 7919 * (index + 1)) % (MAX_SEED + 1))
         record: dict[str, Any] = {"index": index, "spec": spec.model_dump(), "outcome": "ok", "detail": None}
+        if spec.model == "refiner" and self.models.refiner is None:
+            record["model_used"] = "base (no refiner is loaded)"
         try:
             output = self._dispatch(spec, image, params, generator, on_step, record, mask)
         except GenerationCancelled:
@@ -118,6 +123,12 @@ class StageRunner:
             return StageOutput(image, passes)
         if isinstance(spec, AdaptiveStage):
             return self._adaptive(spec, image, refine, record)
+        if isinstance(spec, UpscaleStage) and spec.upscaler is not None:
+            if self.models_dir is None:
+                raise ValueError("no models dir is configured for upscalers")
+            upscaler = load_upscaler(model_path(self.models_dir, spec.upscaler), self.models.device.device)
+            record["upscaler_scale"] = upscaler.scale
+            return StageOutput(upscale_with_model(upscaler, image, spec.factor, spec.tile, spec.overlap))
         if isinstance(spec, UpscaleStage):
             return StageOutput(self._upscale(spec, image, refine))
         if isinstance(spec, VariationsStage):
@@ -164,7 +175,7 @@ class StageRunner:
         while scores[-1] < spec.threshold and len(passes) < spec.max_passes:
             # Strength from the gap to the threshold (the seed's rule), but at least one step.
             strength = min(spec.max_strength, (spec.threshold - scores[-1]) * 0.8)
-            strength = max(strength, (1.0 + 1e-6) / spec.steps)  # int(steps * strength) >= 1
+            strength = min(1.0, max(strength, (1.0 + 1e-6) / spec.steps))  # int(steps * strength) >= 1
             image = refine(image, strength, spec.steps, f"adaptive.{len(passes) + 1}")
             passes.append(image)
             scores.append(quality(image))

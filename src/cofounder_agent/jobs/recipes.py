@@ -8,6 +8,7 @@ from typing import Any
 
 from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
+from cofounder_agent.engine.stages.upscale import tiles  # numpy and PIL only: no torch
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
 from cofounder_agent.schemas.stages import (
@@ -19,6 +20,7 @@ from cofounder_agent.schemas.stages import (
     UpscaleStage,
     VariationsStage,
 )
+from cofounder_agent.storage import MAX_PIXELS
 
 # Where each engine option lives in a job body; the seed endpoint passes its own names.
 JOB_FIELDS: Mapping[str, str] = {
@@ -105,6 +107,7 @@ def job_params(recipe: JobCreate) -> list[GenerationParams]:
 def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None, generates: bool = True) -> int:
     """Steps one image runs, for progress and ETA (an estimate where a stage decides as it goes)."""
     total = params.steps if generates else 0
+    width, height = params.width, params.height
     if generates and params.refiner_mode == "img2img":
         total += int(params.refiner_steps * params.refiner_strength)
     for spec in stages or []:
@@ -113,8 +116,9 @@ def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None,
         elif isinstance(spec, AdaptiveStage):
             total += spec.max_passes * int(spec.steps * spec.max_strength) // 2  # it often stops early
         elif isinstance(spec, UpscaleStage):
-            tiles = -(-params.width * spec.factor // spec.tile) * -(-params.height * spec.factor // spec.tile)
-            total += tiles * int(spec.steps * spec.strength)
+            width, height = width * spec.factor, height * spec.factor
+            if spec.upscaler is None:  # the refine pass runs once per tile of the enlarged picture
+                total += len(list(tiles(width, height, spec.tile, spec.overlap))) * int(spec.steps * spec.strength)
         elif isinstance(spec, VariationsStage):
             total += int(spec.steps * spec.strength)  # one batched loop
         elif isinstance(spec, InpaintStage):
@@ -128,3 +132,22 @@ def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None,
 def stored_recipe(data: dict[str, Any]) -> JobCreate:
     """A recipe as stored, read leniently: options an older or newer version wrote are dropped."""
     return JobCreate.model_validate({key: value for key, value in data.items() if key in JobCreate.model_fields})
+
+
+def check_sizes(recipe: JobCreate, sizes: list[tuple[int, int]]) -> None:
+    """Follow each picture's size through the stages: refuse what would be too large, or boxes outside it."""
+    for size in sizes:
+        width, height = size
+        for index, stage in enumerate(recipe.stages):
+            if (
+                isinstance(stage, InpaintStage)
+                and stage.box is not None
+                and (stage.box[0] >= width or stage.box[1] >= height)
+            ):
+                raise invalid(f"stages.{index}.box", f"lies outside the {width}x{height} picture at this stage")
+            if isinstance(stage, UpscaleStage):
+                width, height = width * stage.factor, height * stage.factor
+                if width * height > MAX_PIXELS:
+                    raise invalid(
+                        f"stages.{index}.factor", f"the result, {width}x{height}, is over {MAX_PIXELS} pixels"
+                    )

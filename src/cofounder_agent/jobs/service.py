@@ -9,12 +9,12 @@ from cofounder_agent.config import Settings
 from cofounder_agent.errors import AppError
 from cofounder_agent.jobs.events import Event, EventHub, terminal_event
 from cofounder_agent.jobs.named import RecipeBook
-from cofounder_agent.jobs.recipes import resolve_recipe
+from cofounder_agent.jobs.recipes import check_sizes, resolve_recipe
 from cofounder_agent.jobs.store import TERMINAL, QueueFull, Store
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import ImageResult, JobCreate, JobPublic, JobsPublic
-from cofounder_agent.schemas.stages import InpaintStage
+from cofounder_agent.schemas.stages import InpaintStage, UpscaleStage
 
 
 class JobService:
@@ -36,13 +36,22 @@ class JobService:
             for i, s in enumerate(resolved.stages)
             if isinstance(s, InpaintStage) and s.mask_image_id is not None
         ]
+        for index, stage in enumerate(resolved.stages):
+            upscaler = stage.upscaler if isinstance(stage, UpscaleStage) else None
+            if upscaler is not None and not (self.settings.models_dir / upscaler).is_file():
+                field = f"stages.{index}.upscaler"
+                raise AppError(422, "invalid_request", f"{field}: no such file in the models dir", field=field)
         for field, image_id in masks:
             if await self.store.get_image(image_id) is None:
                 raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
+        sizes = [(resolved.width, resolved.height)] if not resolved.input_image_ids else []
         for index, image_id in enumerate(resolved.input_image_ids):
-            if await self.store.get_image(image_id) is None:
+            row = await self.store.get_image(image_id)
+            if row is None:
                 field = f"input_image_ids.{index}"
                 raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
+            sizes.append((row.width, row.height))
+        check_sizes(resolved, sizes)
         try:
             job, new = await self.store.add_job(
                 resolved.model_dump(mode="json"),

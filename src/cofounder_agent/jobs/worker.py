@@ -211,7 +211,8 @@ class Worker:
             await self._intermediate(job, picture, metadata, stage) for stage, picture in result.intermediates
         ]
         if recipe.stages and recipe.keep_intermediates:
-            intermediate_ids.append(await self._intermediate(job, result.image, metadata, "base"))
+            # What the two-stage generation made (base, then refiner if one ran): the stages' input.
+            intermediate_ids.append(await self._intermediate(job, result.image, metadata, "generated"))
         finals, stage_records = await self._stages(
             job, recipe, result.params, result.image, metadata, intermediate_ids, on_step
         )

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Response
 
 from cofounder_agent.deps import JobServiceDep
 from cofounder_agent.jobs.named import BUILT_IN
+from cofounder_agent.jobs.recipes import resolve_recipe
 from cofounder_agent.schemas import ErrorBody
-from cofounder_agent.schemas.jobs import RecipeTemplate
+from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
 
 router = APIRouter(prefix="/v1/recipes", tags=["recipes"])
 
@@ -30,6 +31,8 @@ async def get_recipe(name: str, jobs: JobServiceDep) -> RecipeTemplate:
 @router.put("/{name}", responses={422: {"model": ErrorBody}}, response_model_exclude_none=True)
 async def put_recipe(name: str, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
     """Save a recipe (201 when new); a saved recipe may replace a built-in one of the same name."""
+    # The checks a job gets, now: a saved recipe that no job could use is refused here.
+    resolve_recipe(JobCreate.model_validate({"prompt": "check", **body.model_dump(exclude_none=True)}), jobs.settings)
     if jobs.recipes.put(name, body):
         response.status_code = 201
     return jobs.recipes.get(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cofounder_agent.schemas.media import Prompt
 
@@ -54,10 +54,15 @@ class AdaptiveStage(_Stage):
 
 
 class UpscaleStage(_Stage):
-    """Enlarge 2x or 4x: Lanczos plus a low-strength img2img pass over overlapping tiles."""
+    """Enlarge 2x or 4x with a learned upscaler, or Lanczos plus a low-strength img2img pass on tiles."""
 
     type: Literal["upscale"]
     factor: Literal[2, 4] = 2
+    upscaler: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$",
+        description="an ESRGAN-class .safetensors file in IMAGE_MODELS_DIR; omitted: Lanczos + tiled refine",
+    )
     strength: Strength = 0.2
     steps: int = Field(20, ge=1, le=200)
     tile: int = Field(512, ge=64, le=2048, multiple_of=8)
@@ -74,12 +79,17 @@ class InpaintStage(_Stage):
     detail: Literal["low", "medium", "high", "ultra"] = Field("high", description="steps/strength/guidance preset")
     feather: int = Field(8, ge=0, le=64, description="blur radius of the mask's edge, in pixels")
 
+    @field_validator("box")
+    @classmethod
+    def _ordered(cls, box: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if box is not None and (box[2] <= box[0] or box[3] <= box[1] or min(box) < 0):
+            raise ValueError("must be left, top, right, bottom in pixels with right > left and bottom > top")
+        return box
+
     @model_validator(mode="after")
     def _one_region(self) -> InpaintStage:
         if (self.mask_image_id is None) == (self.box is None):
             raise ValueError("give exactly one of mask_image_id and box")
-        if self.box is not None and (self.box[2] <= self.box[0] or self.box[3] <= self.box[1]):
-            raise ValueError("box must be left, top, right, bottom with right > left and bottom > top")
         return self
 
 
@@ -88,6 +98,7 @@ class VariationsStage(_Stage):
 
     type: Literal["variations"]
     prompts: list[Prompt] = Field(min_length=1, max_length=8)
+    prompt: None = Field(None, description="not used: each variation has its own prompt in prompts")
     strength: Strength = 0.5
     steps: int = Field(20, ge=1, le=200)
 

@@ -112,7 +112,7 @@ class ImageService:
         if self._stages is None:
             from cofounder_agent.engine.recipe import StageRunner
 
-            self._stages = StageRunner(generator.models)
+            self._stages = StageRunner(generator.models, self._settings.models_dir)
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         return await loop.run_in_executor(

@@ -6,11 +6,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image as PILImage
 from PIL.Image import Image
 
 from cofounder_agent.engine.stages.common import StepCallback, step_hook
 from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
+
+
+def fit8(image: Image) -> Image:
+    """The picture at the nearest size the VAE takes (multiples of 8), in RGB."""
+    width, height = (max(8, round(side / 8) * 8) for side in image.size)
+    rgb = image.convert("RGB")
+    return rgb if rgb.size == (width, height) else rgb.resize((width, height), PILImage.Resampling.LANCZOS)
+
+
+def restore_size(picture: Image, size: tuple[int, int]) -> Image:
+    """Back to the caller's size, so every stage returns the size it was given."""
+    return picture if picture.size == size else picture.resize(size, PILImage.Resampling.LANCZOS)
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,8 @@ def refine_image(
     """Re-noise ``image`` by ``strength`` and denoise it again; return the new picture."""
     if int(spec.steps * spec.strength) < 1:
         raise ValueError("steps x strength must be at least 1: no denoising step would run")
-    latents = encode_image(pipe, image.convert("RGB"), generator, pipe.unet.dtype)
+    size = image.size
+    latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
     out = pipe(
         prompt=spec.prompt,
         negative_prompt=spec.negative_prompt,
@@ -48,7 +62,7 @@ def refine_image(
         output_type="latent",
         callback_on_step_end=step_hook(stage, on_step),
     )
-    return decode_latents(pipe, out.images)
+    return restore_size(decode_latents(pipe, out.images), size)
 
 
 def refine_variations(
@@ -63,7 +77,7 @@ def refine_variations(
     """Refine one picture under several prompts in one batched call (one encode, one denoising loop)."""
     if int(spec.steps * spec.strength) < 1:
         raise ValueError("steps x strength must be at least 1: no denoising step would run")
-    latents = encode_image(pipe, image.convert("RGB"), generator, pipe.unet.dtype)
+    latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
     out = pipe(
         prompt=prompts,
         negative_prompt=[spec.negative_prompt or ""] * len(prompts) if spec.negative_prompt else None,
@@ -75,4 +89,4 @@ def refine_variations(
         output_type="latent",
         callback_on_step_end=step_hook("variations", on_step),
     )
-    return decode_batch(pipe, out.images)
+    return [restore_size(picture, image.size) for picture in decode_batch(pipe, out.images)]

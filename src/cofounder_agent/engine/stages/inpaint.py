@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 
 from cofounder_agent.engine.stages.common import StepCallback, step_hook
 from cofounder_agent.engine.stages.decode import decode_latents
-from cofounder_agent.engine.stages.img2img import RefinePass
+from cofounder_agent.engine.stages.img2img import RefinePass, fit8
 
 
 @contextlib.contextmanager
@@ -23,6 +23,17 @@ def vae_dtype_kept(vae: Any) -> Iterator[None]:
     finally:
         if vae.dtype != dtype:
             vae.to(dtype)
+
+
+def _as_mask(mask: Image.Image) -> Image.Image:
+    """White = refine; a mask painted as alpha over a flat picture uses its alpha channel."""
+    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
+        rgba = mask.convert("RGBA")
+        grey = rgba.convert("L")
+        if grey.getextrema()[0] == grey.getextrema()[1]:  # flat colour: the drawing is in the alpha
+            return rgba.getchannel("A")
+        return grey
+    return mask.convert("L")
 
 
 def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
@@ -49,20 +60,21 @@ def inpaint_region(
 ) -> Image.Image:
     """Denoise the masked region again with the prompt; outside the feathered mask, keep every pixel."""
     image = image.convert("RGB")
-    mask = mask.convert("L").resize(image.size)
+    mask = _as_mask(mask).resize(image.size)
     if mask.getbbox() is None:
         raise ValueError("the mask is empty: nothing to refine")
+    work = fit8(image)  # the pipeline takes multiples of 8; the composite happens at the input's size
     with vae_dtype_kept(pipe.vae):
         out = pipe(
             prompt=ask.prompt,
             negative_prompt=ask.negative_prompt,
-            image=image,
-            mask_image=mask,
+            image=work,
+            mask_image=mask.resize(work.size),
             strength=ask.strength,
             num_inference_steps=ask.steps,
             guidance_scale=ask.guidance_scale,
-            width=image.width,
-            height=image.height,
+            width=work.width,
+            height=work.height,
             generator=generator,
             output_type="latent",
             callback_on_step_end=step_hook("inpaint", on_step),

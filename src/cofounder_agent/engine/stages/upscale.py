@@ -1,8 +1,8 @@
 """The upscale stage's weight-free path: Lanczos, then a low-strength img2img pass on tiles.
 
 This is the "hires fix": resizing adds pixels but no detail; a gentle refiner pass over
-overlapping tiles adds detail at the new size without the memory of one huge latent.
-(Learned upscalers — ESRGAN-class models loaded with spandrel — are not available yet.)
+overlapping tiles adds detail at the new size without the memory of one huge latent. The
+tiler also drives learned upscalers (``upscaler.py``), whose tiles come back enlarged.
 """
 
 from __future__ import annotations
@@ -45,18 +45,19 @@ def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
 
 
 def process_tiles(
-    image: Image.Image, tile: int, overlap: int, work: Callable[[Image.Image], Image.Image]
+    image: Image.Image, tile: int, overlap: int, work: Callable[[Image.Image], Image.Image], scale: int = 1
 ) -> Image.Image:
-    """Run ``work`` on each tile and feather the results back together."""
+    """Run ``work`` on each tile and feather the results back together (``work`` may enlarge by ``scale``)."""
     width, height = image.size
-    total = np.zeros((height, width, 3), dtype=np.float32)
-    weight = np.zeros((height, width, 1), dtype=np.float32)
+    total = np.zeros((height * scale, width * scale, 3), dtype=np.float32)
+    weight = np.zeros((height * scale, width * scale, 1), dtype=np.float32)
     for left, top, right, bottom in tiles(width, height, tile, overlap):
         done = np.asarray(work(image.crop((left, top, right, bottom))).convert("RGB"), dtype=np.float32)
-        wy = _ramp(bottom - top, overlap, top == 0, bottom == height)
-        wx = _ramp(right - left, overlap, left == 0, right == width)
+        wy = _ramp((bottom - top) * scale, overlap * scale, top == 0, bottom == height)
+        wx = _ramp((right - left) * scale, overlap * scale, left == 0, right == width)
         mask = (wy[:, None] * wx[None, :])[..., None]
-        total[top:bottom, left:right] += done * mask
-        weight[top:bottom, left:right] += mask
+        box = (slice(top * scale, bottom * scale), slice(left * scale, right * scale))
+        total[box] += done * mask
+        weight[box] += mask
     blended = total / np.maximum(weight, 1e-6)
     return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
