@@ -32,11 +32,16 @@ def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
     raise TimeoutError("server did not become ready")
 
 
-@pytest.mark.slow
-def test_sigkill_while_running_then_restart(tmp_path: Path) -> None:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.slow
+def test_sigkill_while_running_then_restart(tmp_path: Path) -> None:
+    port = _free_port()
     base = f"http://127.0.0.1:{port}"
     server = _start(tmp_path, port)
     try:
@@ -73,9 +78,7 @@ def test_sigkill_while_running_then_restart(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_with_an_open_event_stream_stops_promptly_and_requeues(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     base = f"http://127.0.0.1:{port}"
     server = _start(tmp_path, port)
     try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import GenerationParams, GenerationResult, LoadOptions
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from cofounder_agent.schemas.stages import Stage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 State = Literal["idle", "loading", "ready", "failed"]
 
@@ -88,13 +90,8 @@ class ImageService:
         self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
     ) -> GenerationResult:
         """Run one generation on the device executor."""
-        generator = self._generator
-        if generator is None:
-            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
-        loop = asyncio.get_running_loop()
-        # Carry the caller's context (the job id of log records) onto the engine thread.
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, context.run, generator.generate, params, on_step, keep_base)
+        generator = self._loaded()
+        return await self._on_engine(generator.generate, params, on_step, keep_base)
 
     async def run_stage(
         self,
@@ -106,18 +103,23 @@ class ImageService:
         mask: Image | None = None,
     ) -> StageOutput:
         """Run one recipe stage on the device executor."""
-        generator = self._generator
-        if generator is None:
-            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
+        generator = self._loaded()
         if self._stages is None:
             from cofounder_agent.engine.recipe import StageRunner
 
             self._stages = StageRunner(generator.models, self._settings.models_dir)
+        return await self._on_engine(self._stages.run, spec, image, params, index, on_step, mask)
+
+    def _loaded(self) -> TwoStageGenerator:
+        if self._generator is None:
+            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
+        return self._generator
+
+    async def _on_engine(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the engine thread, carrying the caller's context (the job id of log records)."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(
-            self._executor, context.run, self._stages.run, spec, image, params, index, on_step, mask
-        )
+        return await loop.run_in_executor(self._executor, context.run, fn, *args)
 
     async def gpu_memory(self) -> dict[str, int]:
         """torch's allocated and reserved bytes on the CUDA device; empty on CPU."""
