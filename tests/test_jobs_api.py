@@ -450,3 +450,30 @@ def test_a_stage_failure_reaches_results_events_and_metadata(tmp_path: Path) -> 
         assert event["outcome"] == "fallback" and event["detail"] == record["detail"]
         meta = client.get(f"/v1/images/{done['image_ids'][0]}/metadata").json()
         assert meta["width"] == 64 and meta["metadata"]["recipe_stages"][0]["outcome"] == "fallback"
+
+
+def test_streamed_intermediates_go_once_the_next_stage_succeeds(job_server: str) -> None:
+    stages = [{"type": "refine", "strength": 0.4, "steps": 10}, {"type": "upscale", "steps": 10}]
+    with httpx.Client(base_url=job_server, timeout=120) as client:
+        job = _submit(client, {**FAST, "stages": stages, "stream_intermediates": True})
+        events: list[tuple[str, dict[str, Any]]] = []
+        _collect_events(job_server, job["id"], events)
+        done = _wait(client, job["id"])
+    # Everything but the final image's event (which carries no "intermediate" flag).
+    streamed = [(kind, data) for kind, data in events if kind != "image" or data.get("intermediate")]
+    flow = [
+        (kind, data.get("stage") or data.get("image_id"))
+        for kind, data in streamed
+        if kind in ("image", "image_deleted", "stage_done")
+    ]
+    announced = {data["stage"]: data["image_id"] for kind, data in streamed if kind == "image"}
+    assert flow == [
+        ("image", "generated"),
+        ("image_deleted", announced["generated"]),  # refine succeeded: its input can go
+        ("image", "refine"),
+        ("stage_done", "refine"),
+        ("image_deleted", announced["refine"]),  # upscale succeeded
+        ("stage_done", "upscale"),
+    ]
+    assert done["results"][0]["intermediate_ids"] == [] and len(done["image_ids"]) == 1
+    assert all(httpx.get(f"{job_server}/v1/images/{i}").status_code == 404 for i in announced.values())

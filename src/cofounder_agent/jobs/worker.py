@@ -210,13 +210,16 @@ class Worker:
         intermediate_ids = [
             await self._intermediate(job, picture, metadata, stage) for stage, picture in result.intermediates
         ]
-        if recipe.stages and recipe.keep_intermediates:
+        transient: list[str] = []
+        if recipe.stages and (recipe.keep_intermediates or recipe.stream_intermediates):
             # What the two-stage generation made (base, then refiner if one ran): the stages' input.
-            intermediate_ids.append(await self._intermediate(job, result.image, metadata, "generated"))
+            generated = await self._intermediate(job, result.image, metadata, "generated")
+            (intermediate_ids if recipe.keep_intermediates else transient).append(generated)
         finals, stage_records = await self._stages(
-            job, recipe, result.params, result.image, metadata, intermediate_ids, on_step
+            job, recipe, result.params, result.image, metadata, intermediate_ids, on_step, transient
         )
         final_ids = await self._store_finals(job, finals, {**metadata, "recipe_stages": stage_records})
+        await self._drop(job, transient)
         return {
             "image_id": final_ids[0],
             "variation_ids": final_ids if len(final_ids) > 1 else [],
@@ -239,8 +242,12 @@ class Worker:
         picture = await asyncio.to_thread(_open_rgb, stored.path)
         metadata = {"source": "refined", "input_image_id": image_id, "params": asdict(params), "job_id": job.id}
         intermediate_ids: list[str] = []
-        finals, stage_records = await self._stages(job, recipe, params, picture, metadata, intermediate_ids, on_step)
+        transient: list[str] = []
+        finals, stage_records = await self._stages(
+            job, recipe, params, picture, metadata, intermediate_ids, on_step, transient
+        )
         final_ids = await self._store_finals(job, finals, {**metadata, "recipe_stages": stage_records})
+        await self._drop(job, transient)
         return {
             "image_id": final_ids[0],
             "variation_ids": final_ids if len(final_ids) > 1 else [],
@@ -260,12 +267,16 @@ class Worker:
         metadata: dict[str, Any],
         intermediate_ids: list[str],
         on_step: Callable[..., None],
+        transient: list[str],
     ) -> tuple[list[Any], list[dict[str, Any]]]:
         """Each stage in turn; keeps each stage's pictures but the last when asked to.
 
         Returns the final pictures: one, or each variation of a closing variations stage.
         """
         stage_records: list[dict[str, Any]] = []
+        # Streaming: each stage's pictures are stored and announced, then dropped once the
+        # next stage succeeds (the seed's memory-efficient pipeline); the caller drops the last.
+        streaming = recipe.stream_intermediates and not recipe.keep_intermediates
         for index, spec in enumerate(recipe.stages):
             mask = None
             if isinstance(spec, InpaintStage) and spec.mask_image_id is not None:
@@ -274,13 +285,16 @@ class Worker:
             out = await self.images.run_stage(spec, image, params, index, on_step, mask)
             stage_records.append(out.record)
             last = index == len(recipe.stages) - 1
-            if recipe.keep_intermediates:  # every pass of a multi-pass stage; one picture unless it is the last
+            if streaming and out.record["outcome"] == "ok":
+                await self._drop(job, transient)
+            if recipe.keep_intermediates or streaming:  # every pass of a multi-pass stage; one picture unless last
                 pictures = [(f"{spec.type}.{n}", p) for n, p in enumerate(out.passes, 1)]
                 if not pictures and not last:
                     pictures = [(spec.type, out.image)]
                 for label, picture in pictures:
                     done = {**metadata, "recipe_stages": list(stage_records)}
-                    intermediate_ids.append(await self._intermediate(job, picture, done, label))
+                    kept = await self._intermediate(job, picture, done, label)
+                    (transient if streaming else intermediate_ids).append(kept)
             self.hub.publish(
                 job.id,
                 {"type": "stage_done", "job_id": job.id, "index": index, "stage": spec.type, **_brief(out.record)},
@@ -296,6 +310,14 @@ class Worker:
             extra = {"variation": number} if len(finals) > 1 else {}
             ids.append(await self._store_image(job, picture, {**metadata, **extra}, intermediate=False))
         return ids
+
+    async def _drop(self, job: JobRow, image_ids: list[str]) -> None:
+        """Delete streamed pictures that a later stage made obsolete, and say so."""
+        for image_id in image_ids:
+            await self.store.delete_image(image_id)
+            await asyncio.to_thread(self.files.delete, image_id)
+            self.hub.publish(job.id, {"type": "image_deleted", "job_id": job.id, "image_id": image_id})
+        image_ids.clear()
 
     async def _intermediate(self, job: JobRow, picture: Any, metadata: dict[str, Any], stage: str) -> str:
         """Store a picture of an earlier stage, flagged, and say so on the event stream."""

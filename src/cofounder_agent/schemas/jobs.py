@@ -45,6 +45,9 @@ class JobCreate(BaseModel):
     priority: int = Field(0, ge=-10, le=10, description="higher runs first; equal priorities run in order")
     callback_url: AnyHttpUrl | None = Field(None, description="POSTed the final job JSON when it ends")
     keep_intermediates: bool = Field(False, description="also store earlier stages' pictures, flagged")
+    stream_intermediates: bool = Field(
+        False, description="store and announce each stage's picture, deleting it once the next stage succeeds"
+    )
     input_image_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
         default_factory=list, max_length=16, description="refine these stored pictures instead of generating"
     )
