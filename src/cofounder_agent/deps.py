@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -16,55 +17,21 @@ from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _from_state(name: str) -> Callable[[Request], Any]:
+    """A dependency that hands over the service the lifespan stored as ``app.state.<name>``."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-def get_image_service(request: Request) -> ImageService:
-    service: ImageService = request.app.state.image_service
-    return service
-
-
-def get_pexels(request: Request) -> PexelsClient:
-    client: PexelsClient = request.app.state.pexels
-    return client
-
-
-def get_store(request: Request) -> ImageStore:
-    store: ImageStore = request.app.state.store
-    return store
-
-
-def get_featured(request: Request) -> FeaturedImageService:
-    service: FeaturedImageService = request.app.state.featured
-    return service
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
-PexelsDep = Annotated[PexelsClient, Depends(get_pexels)]
-StoreDep = Annotated[ImageStore, Depends(get_store)]
-FeaturedImageDep = Annotated[FeaturedImageService, Depends(get_featured)]
-
-
-def get_jobs(request: Request) -> JobService:
-    service: JobService = request.app.state.jobs
-    return service
-
-
-def get_db(request: Request) -> Store:
-    store: Store = request.app.state.db
-    return store
-
-
-JobServiceDep = Annotated[JobService, Depends(get_jobs)]
-DbDep = Annotated[Store, Depends(get_db)]
-
-
-def get_gallery(request: Request) -> Gallery:
-    gallery: Gallery = request.app.state.gallery
-    return gallery
-
-
-GalleryDep = Annotated[Gallery, Depends(get_gallery)]
+SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
+ImageServiceDep = Annotated[ImageService, Depends(_from_state("image_service"))]
+PexelsDep = Annotated[PexelsClient, Depends(_from_state("pexels"))]
+StoreDep = Annotated[ImageStore, Depends(_from_state("store"))]
+FeaturedImageDep = Annotated[FeaturedImageService, Depends(_from_state("featured"))]
+JobServiceDep = Annotated[JobService, Depends(_from_state("jobs"))]
+DbDep = Annotated[Store, Depends(_from_state("db"))]
+GalleryDep = Annotated[Gallery, Depends(_from_state("gallery"))]
