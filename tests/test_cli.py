@@ -131,3 +131,24 @@ def test_generate_refuses_unavailable_or_unknown_options(tmp_path: Path) -> None
         [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=120, env=_env(tmp_path)
     )
     assert recipe.returncode == 1 and "--recipe" in recipe.stderr and "TINY MODEL" not in recipe.stderr
+
+
+@pytest.mark.slow
+def test_generate_applies_a_saved_recipe_and_flags_win(tmp_path: Path) -> None:
+    recipes = tmp_path / "data" / "recipes"
+    recipes.mkdir(parents=True)
+    recipe = {"width": 96, "height": 64, "steps": 20, "refiner": {"mode": "none"}, "stages": [{"type": "refine"}]}
+    (recipes / "small.json").write_text(json.dumps(recipe))
+    env = _env(tmp_path, IMAGE_MODEL="tiny")
+    args = [*CLI, "generate", "a boat", "-o", str(tmp_path / "out"), "--recipe", "small", "--seed", "1"]
+    runs = [
+        subprocess.run(args + extra, env=env, capture_output=True, text=True, timeout=300)
+        for extra in ([], ["--width", "128"])
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    sizes = [json.loads(r.stdout.strip().splitlines()[-1])["size"] for r in runs]
+    assert sizes == [[96, 64], [128, 64]]
+    with Image.open(json.loads(runs[0].stdout.strip().splitlines()[-1])["path"]) as image:
+        meta = json.loads(image.info["parameters"])
+    assert meta["params"]["refiner_mode"] == "none" and meta["params"]["steps"] == 20
+    assert [s["spec"]["type"] for s in meta["recipe_stages"]] == ["refine"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.params import MAX_SEED, REFINER_MODES, SCHEDULER_NAMES, GenerationParams
+from cofounder_agent.engine.params import MAX_SEED, REFINER_MODES, SCHEDULER_NAMES
 from cofounder_agent.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -35,10 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output-dir", type=Path, default=Path("."))
     gen.add_argument("--negative", default=None, help="negative prompt")
     gen.add_argument("--seed", type=int, default=None, help=f"0..{MAX_SEED}; random when omitted")
-    gen.add_argument("--width", type=int, default=1024)
-    gen.add_argument("--height", type=int, default=1024)
-    gen.add_argument("--base-steps", type=int, default=50)
-    gen.add_argument("--guidance", type=float, default=8.0)
+    # Unset options come from --recipe, else the seed application's defaults (1024², 50, 8.0).
+    gen.add_argument("--width", type=int, default=None, help="default 1024")
+    gen.add_argument("--height", type=int, default=None, help="default 1024")
+    gen.add_argument("--base-steps", type=int, default=None, help="default 50")
+    gen.add_argument("--guidance", type=float, default=None, help="default 8.0")
     gen.add_argument("--scheduler", choices=SCHEDULER_NAMES, default=None)
     gen.add_argument("--refiner-mode", choices=REFINER_MODES, default=None)
     gen.add_argument("--switch-at", type=float, default=None, help="ensemble: base share of the schedule")
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--refine-strength", type=float, default=None, help="img2img: re-noising strength")
     gen.add_argument("--upscale", action="store_true", help="enlarge the result (Lanczos + tiled refine)")
     gen.add_argument("--upscale-factor", type=int, choices=(2, 4), default=2)
-    gen.add_argument("--recipe", default=None, help="run a named recipe's stages (e.g. full_pipeline)")
+    gen.add_argument("--recipe", default=None, help="start from a named recipe (e.g. full_pipeline)")
     gen.add_argument("--enhance-face", action="store_true", help="face restoration (not available yet)")
     gen.add_argument("--face-strength", type=float, default=None, help="with --enhance-face")
 
@@ -96,9 +97,9 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
     # The same bounds as the HTTP API, so the CLI fails early with the option's name.
     for name in ("width", "height"):
         value = getattr(args, name)
-        if not 64 <= value <= 2048 or value % 8:
+        if value is not None and (not 64 <= value <= 2048 or value % 8):
             parser.error(f"--{name} must be a multiple of 8 from 64 to 2048, not {value}")
-    if not 1 <= args.base_steps <= 200:
+    if args.base_steps is not None and not 1 <= args.base_steps <= 200:
         parser.error("--base-steps must be 1..200")
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         parser.error(f"--seed must be 0..{MAX_SEED}")
@@ -114,71 +115,90 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error("--face-strength only applies with --enhance-face")
 
 
-def _stages(args: argparse.Namespace, settings: Settings) -> list[Any]:
-    """The stages --recipe and --upscale ask for, checked before any model loads."""
+# The seed application's defaults, under a recipe's options and the command line's.
+SEED_DEFAULTS: dict[str, Any] = {"width": 1024, "height": 1024, "steps": 50, "guidance_scale": 8.0}
+CLI_FIELDS = {
+    "switch_at": "--switch-at",
+    "refiner_steps": "--refine-steps",
+    "refiner_strength": "--refine-strength",
+    "refiner_mode": "--refiner-mode",
+}
+
+
+def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
+    """The command line as a job recipe, resolved by the job API's own rules (before any model loads)."""
+    from pydantic import ValidationError
+
     from cofounder_agent.errors import AppError
     from cofounder_agent.jobs.named import RecipeBook
-    from cofounder_agent.schemas.stages import UpscaleStage
+    from cofounder_agent.jobs.recipes import resolve_recipe
+    from cofounder_agent.schemas.jobs import JobCreate
 
-    stages: list[Any] = []
-    if args.recipe is not None:
-        try:
-            stages += RecipeBook(settings.image_data_dir / "recipes").get(args.recipe).stages or []
-        except AppError as exc:
-            raise SystemExit(f"error: --recipe: {exc.message}") from None
-    if args.upscale:
-        stages.append(UpscaleStage(type="upscale", factor=args.upscale_factor))
-    return stages
+    given = {
+        "negative_prompt": args.negative,
+        "seed": args.seed,
+        "width": args.width,
+        "height": args.height,
+        "steps": args.base_steps,
+        "guidance_scale": args.guidance,
+        "scheduler": args.scheduler,
+    }
+    refiner = {"switch_at": args.switch_at, "steps": args.refine_steps, "strength": args.refine_strength}
+    options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    if args.refiner_mode is not None or any(value is not None for value in refiner.values()):
+        mode = args.refiner_mode or settings.image_refiner_mode
+        options["refiner"] = {"mode": mode} | {key: value for key, value in refiner.items() if value is not None}
+    try:
+        template: dict[str, Any] = {}
+        if args.recipe is not None:
+            try:
+                book = RecipeBook(settings.image_data_dir / "recipes")
+                template = book.get(args.recipe).model_dump(exclude_none=True)
+            except AppError as exc:
+                raise SystemExit(f"error: --recipe: {exc.message}") from None
+        stages = [*template.pop("stages", [])]
+        if args.upscale:
+            stages.append({"type": "upscale", "factor": args.upscale_factor})
+        data = {**SEED_DEFAULTS, **template, **options, "prompt": args.prompt, "stages": stages}
+        return resolve_recipe(JobCreate.model_validate(data), settings, CLI_FIELDS)
+    except AppError as exc:
+        raise SystemExit(f"error: {exc.message}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SystemExit(f"error: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> None:
-    import secrets
-
+    from cofounder_agent.jobs.recipes import job_params
     from cofounder_agent.services.image_service import ImageService
     from cofounder_agent.services.metadata import generation_metadata
     from cofounder_agent.storage import encode_png
 
-    params = GenerationParams(
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        seed=args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1),
-        width=args.width,
-        height=args.height,
-        steps=args.base_steps,
-        guidance_scale=args.guidance,
-        scheduler=args.scheduler or settings.image_scheduler,
-        refiner_mode=args.refiner_mode or settings.image_refiner_mode,
-        switch_at=args.switch_at if args.switch_at is not None else settings.image_switch_at,
-        refiner_steps=args.refine_steps if args.refine_steps is not None else settings.image_refiner_steps,
-        refiner_strength=(
-            args.refine_strength if args.refine_strength is not None else settings.image_refiner_strength
-        ),
-    )
-    problem = params.schedule_problem()
-    if problem is not None:  # checked before the (slow) model load
-        option = {"refiner_strength": "--refine-strength", "switch_at": "--switch-at"}[problem[0]]
-        raise SystemExit(f"error: {option}: {problem[1]}")
-    stages = _stages(args, settings)
+    recipe = _cli_recipe(args, settings)
     service = ImageService(settings)
     service.start()
     try:
         if not await service.wait_ready():
             raise SystemExit(f"error: could not load the model: {service.status.error}")
-        result = await service.generate(params)
-        image, records = result.image, []
-        for index, spec in enumerate(stages):  # the seed's application: refine, upscale, ... in turn
-            out = await service.run_stage(spec, image, params, index)
-            image = out.image
-            records.append(out.record)
-            if out.record["outcome"] != "ok":
-                print(f"warning: {spec.type} not applied: {out.record['detail']}", file=sys.stderr)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        path = args.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{params.seed}.png"
-        metadata = {**generation_metadata(result, service.status), "recipe_stages": records}
-        path.write_bytes(encode_png(image, metadata))
-        print(json.dumps({"path": str(path), "seed": params.seed, "size": list(image.size), "timings": result.timings}))
-        if result.refiner_fallback_reason:
-            print(f"warning: refiner not applied: {result.refiner_fallback_reason}", file=sys.stderr)
+        for params in job_params(recipe):  # one per image (num_images from a recipe)
+            result = await service.generate(params)
+            pictures, records = [result.image], []
+            for index, spec in enumerate(recipe.stages):  # the seed's application: refine, upscale, ...
+                out = await service.run_stage(spec, pictures[0], params, index)
+                pictures = out.variations or [out.image]
+                records.append(out.record)
+                if out.record["outcome"] != "ok":
+                    print(f"warning: {spec.type} not applied: {out.record['detail']}", file=sys.stderr)
+            metadata = {**generation_metadata(result, service.status), "recipe_stages": records}
+            for number, picture in enumerate(pictures):
+                suffix = f"-{number + 1}" if len(pictures) > 1 else ""
+                path = args.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{params.seed}{suffix}.png"
+                path.write_bytes(encode_png(picture, metadata))
+                line = {"path": str(path), "seed": params.seed, "size": list(picture.size), "timings": result.timings}
+                print(json.dumps(line))
+            if result.refiner_fallback_reason:
+                print(f"warning: refiner not applied: {result.refiner_fallback_reason}", file=sys.stderr)
     finally:
         await service.close()
 
