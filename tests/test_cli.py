@@ -125,8 +125,13 @@ def test_generate_with_upscale_and_a_recipe(tmp_path: Path) -> None:
 
 
 def test_generate_refuses_unavailable_or_unknown_options(tmp_path: Path) -> None:
-    face = subprocess.run([*CLI, "generate", "x", "--enhance-face"], capture_output=True, text=True, timeout=60)
-    assert face.returncode == 2 and "face restoration is not available" in face.stderr
+    face = subprocess.run(
+        [*CLI, "generate", "x", "--enhance-face"], capture_output=True, text=True, timeout=120, env=_env(tmp_path)
+    )
+    assert face.returncode == 1 and "stages.0.face_model: no face restoration model" in face.stderr
+    assert "TINY MODEL" not in face.stderr  # refused before any model loads
+    strength = subprocess.run([*CLI, "generate", "x", "--face-strength", "0.4"], capture_output=True, text=True)
+    assert strength.returncode == 2 and "only applies with --enhance-face" in strength.stderr
     recipe = subprocess.run(
         [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=120, env=_env(tmp_path)
     )

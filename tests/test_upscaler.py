@@ -64,7 +64,7 @@ def test_corrupt_or_unusable_upscaler_keeps_the_picture(models: LoadedModels, tm
         UpscaleStage(type="upscale", upscaler="broken.safetensors"), picture, PARAMS, 0
     )
     assert out.image is picture and out.record["outcome"] == "fallback"
-    expected = "Error" if HAS_SPANDREL else "learned upscalers need spandrel"
+    expected = "Error" if HAS_SPANDREL else "upscaler and face models need spandrel"
     assert expected in out.record["detail"]
 
 

@@ -48,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--upscale", action="store_true", help="enlarge the result (Lanczos + tiled refine)")
     gen.add_argument("--upscale-factor", type=int, choices=(2, 4), default=2)
     gen.add_argument("--recipe", default=None, help="start from a named recipe (e.g. full_pipeline)")
-    gen.add_argument("--enhance-face", action="store_true", help="face restoration (not available yet)")
-    gen.add_argument("--face-strength", type=float, default=None, help="with --enhance-face")
+    gen.add_argument("--enhance-face", action="store_true", help="restore faces (needs IMAGE_FACE_MODEL)")
+    gen.add_argument("--face-strength", type=float, default=None, help="with --enhance-face: 0..1 (0.5)")
 
     export = sub.add_parser("export-tiny", help="write the built-in tiny model as diffusers folders")
     export.add_argument("directory", type=Path)
@@ -109,10 +109,10 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error("--refine-strength must be in (0, 1]")
     if args.refine_steps is not None and not 1 <= args.refine_steps <= 200:
         parser.error("--refine-steps must be 1..200")
-    if args.enhance_face:
-        parser.error("--enhance-face: face restoration is not available yet (see docs/stages.md)")
-    if args.face_strength is not None:
+    if args.face_strength is not None and not args.enhance_face:
         parser.error("--face-strength only applies with --enhance-face")
+    if args.face_strength is not None and not 0 < args.face_strength <= 1:
+        parser.error("--face-strength must be in (0, 1]")
 
 
 # The seed application's defaults, under a recipe's options and the command line's.
@@ -131,7 +131,7 @@ def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
 
     from cofounder_agent.errors import AppError
     from cofounder_agent.jobs.named import RecipeBook
-    from cofounder_agent.jobs.recipes import resolve_recipe
+    from cofounder_agent.jobs.recipes import resolve_face_models, resolve_recipe
     from cofounder_agent.schemas.jobs import JobCreate
 
     given = {
@@ -157,10 +157,16 @@ def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
             except AppError as exc:
                 raise SystemExit(f"error: --recipe: {exc.message}") from None
         stages = [*template.pop("stages", [])]
+        explicit = []  # the stages the flags ask for: without a face model, an error, not a skip
+        if args.enhance_face:  # faces first, at the size face models work at; then enlarge
+            explicit.append(len(stages))
+            stages.append({"type": "face_restore", "strength": args.face_strength or 0.5})
         if args.upscale:
             stages.append({"type": "upscale", "factor": args.upscale_factor})
         data = {**SEED_DEFAULTS, **template, **options, "prompt": args.prompt, "stages": stages}
-        return resolve_recipe(JobCreate.model_validate(data), settings, CLI_FIELDS)
+        recipe = resolve_recipe(JobCreate.model_validate(data), settings, CLI_FIELDS)
+        resolve_face_models(recipe, settings, explicit)
+        return recipe
     except AppError as exc:
         raise SystemExit(f"error: {exc.message}") from None
     except ValidationError as exc:

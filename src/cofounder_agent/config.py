@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # Storage and logs.
     image_data_dir: Path = Path("data")
     image_models_dir: Path | None = Field(None, description="upscaler/face model files; default: <data dir>/models")
+    image_face_model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$",
+        description="face_restore's default model: a GFPGAN or RestoreFormer .safetensors file in the models dir",
+    )
     image_log_file: Path | None = Path("logs/cofounder_agent.log")
     image_log_level: str = "INFO"
     image_log_format: Literal["text", "json"] = "text"
@@ -65,6 +70,7 @@ class Settings(BaseSettings):
         "image_webhook_secret",
         "image_api_key",
         "image_models_dir",
+        "image_face_model",
         mode="before",
     )
     @classmethod

@@ -16,15 +16,18 @@ from cofounder_agent.engine.models import LoadedModels
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
+from cofounder_agent.engine.stages.face import detect_faces, restore_faces, spandrel_restorer
 from cofounder_agent.engine.stages.img2img import RefinePass, refine_image, refine_variations
 from cofounder_agent.engine.stages.inpaint import box_mask, inpaint_region
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import lanczos, process_tiles
-from cofounder_agent.engine.stages.upscaler import load_upscaler, model_path, upscale_with_model
+from cofounder_agent.engine.stages.upscaler import load_model, model_path, upscale_with_model
 from cofounder_agent.engine.views import pipeline_view
 from cofounder_agent.schemas.stages import (
     DETAIL_LEVELS,
     AdaptiveStage,
+    DenoisingStage,
+    FaceRestoreStage,
     InpaintStage,
     ProgressiveStage,
     RefineStage,
@@ -67,7 +70,7 @@ class StageRunner:
         # Each stage draws from its own generator: reproducible, and independent of the others.
         generator = torch.Generator("cpu").manual_seed((params.seed + 7919 * (index + 1)) % (MAX_SEED + 1))
         record: dict[str, Any] = {"index": index, "spec": spec.model_dump(), "outcome": "ok", "detail": None}
-        if spec.model == "refiner" and self.models.refiner is None:
+        if getattr(spec, "model", None) == "refiner" and self.models.refiner is None:
             record["model_used"] = "base (no refiner is loaded)"
         try:
             output = self._dispatch(spec, image, params, generator, on_step, record, mask)
@@ -82,7 +85,7 @@ class StageRunner:
         output.record = record
         return output
 
-    def _pipe(self, spec: Stage, params: GenerationParams, cls: Any = StableDiffusionXLImg2ImgPipeline) -> Any:
+    def _pipe(self, spec: DenoisingStage, params: GenerationParams, cls: Any = StableDiffusionXLImg2ImgPipeline) -> Any:
         source = (
             self.models.refiner if spec.model == "refiner" and self.models.refiner is not None else self.models.base
         )
@@ -101,6 +104,8 @@ class StageRunner:
     ) -> StageOutput:
         if isinstance(spec, InpaintStage):
             return StageOutput(self._inpaint(spec, image, params, generator, on_step, mask))
+        if isinstance(spec, FaceRestoreStage):
+            return self._faces(spec, image, record)
         pipe = self._pipe(spec, params)
 
         def refine(picture: Image, strength: float, steps: int, stage: str) -> Image:
@@ -126,7 +131,7 @@ class StageRunner:
         if isinstance(spec, UpscaleStage) and spec.upscaler is not None:
             if self.models_dir is None:
                 raise ValueError("no models dir is configured for upscalers")
-            upscaler = load_upscaler(model_path(self.models_dir, spec.upscaler), self.models.device.device)
+            upscaler = load_model(model_path(self.models_dir, spec.upscaler), self.models.device.device)
             record["upscaler_scale"] = upscaler.scale
             return StageOutput(upscale_with_model(upscaler, image, spec.factor, spec.tile, spec.overlap))
         if isinstance(spec, UpscaleStage):
@@ -166,6 +171,21 @@ class StageRunner:
         )
         pipe = self._pipe(spec, params, StableDiffusionXLInpaintPipeline)
         return inpaint_region(pipe, image, mask, ask, generator, feather=spec.feather, on_step=on_step)
+
+    def _faces(self, spec: FaceRestoreStage, image: Image, record: dict[str, Any]) -> StageOutput:
+        if spec.face_model is None:  # only a named recipe's stage gets here without one
+            record.update(outcome="skipped", detail="no face model: the server has no IMAGE_FACE_MODEL")
+            return StageOutput(image)
+        if self.models_dir is None:
+            raise ValueError("no models dir is configured for face models")
+        model = load_model(model_path(self.models_dir, spec.face_model, "face_model"), self.models.device.device)
+        restorer = spandrel_restorer(model)
+        faces = detect_faces(image, spec.max_faces)
+        record.update(faces=len(faces), eyes_found=sum(face.eyes_found for face in faces))
+        if not faces:
+            record.update(outcome="skipped", detail="no faces found")
+            return StageOutput(image)
+        return StageOutput(restore_faces(image, faces, restorer, spec.strength))
 
     @staticmethod
     def _adaptive(spec: AdaptiveStage, image: Image, refine: Any, record: dict[str, Any]) -> StageOutput:

@@ -30,6 +30,15 @@ BUILT_IN: dict[str, dict[str, Any]] = {
     },
     "progressive": {"stages": [{"type": "progressive", "strengths": [0.5, 0.3, 0.15], "steps": 20}]},
     "adaptive": {"stages": [{"type": "adaptive", "threshold": 0.8, "max_passes": 5, "steps": 12}]},
+    # The seed's portrait_pipeline: 35 base steps at cfg 7.5, refine 0.3 x 15, faces at 0.5.
+    "portrait": {
+        "steps": 35,
+        "guidance_scale": 7.5,
+        "stages": [
+            {"type": "refine", "strength": 0.3, "steps": 15},
+            {"type": "face_restore", "strength": 0.5},
+        ],
+    },
 }
 
 # The seed's enhance_textures: a refine pass with a texture prompt (strength 0.4, 15 steps, cfg 8).
@@ -45,6 +54,14 @@ BUILT_IN |= {
         "stages": [{"type": "refine", "prompt": prompt, "strength": 0.4, "steps": 15, "guidance_scale": 8.0}]
     }
     for name, prompt in TEXTURES.items()
+}
+# The seed's multi_detail_enhancement example: faces, then a texture. Its third step, a masked
+# region, needs the job's own mask: a job writes that chain in its own stages (docs/stages.md).
+BUILT_IN["detail_chain"] = {
+    "stages": [
+        {"type": "face_restore", "strength": 0.6},
+        {"type": "refine", "prompt": TEXTURES["fabric"], "strength": 0.4, "steps": 15, "guidance_scale": 8.0},
+    ]
 }
 
 

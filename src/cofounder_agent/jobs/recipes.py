@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from cofounder_agent.config import Settings
@@ -14,6 +14,7 @@ from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
 from cofounder_agent.schemas.stages import (
     DETAIL_LEVELS,
     AdaptiveStage,
+    FaceRestoreStage,
     InpaintStage,
     ProgressiveStage,
     Stage,
@@ -44,8 +45,8 @@ def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, s
     for index, stage in enumerate(recipe.stages):
         if isinstance(stage, VariationsStage) and index != len(recipe.stages) - 1:
             raise invalid(f"stages.{index}.type", "variations must be the last stage (each is a final image)")
-        if isinstance(stage, InpaintStage):
-            continue  # its detail levels always run steps
+        if isinstance(stage, InpaintStage | FaceRestoreStage):
+            continue  # detail levels always run steps; face models run none
         strengths = stage.strengths if isinstance(stage, ProgressiveStage) else [getattr(stage, "strength", None)]
         field = "strengths" if isinstance(stage, ProgressiveStage) else "strength"
         if any(s is not None and int(stage.steps * s) < 1 for s in strengths):
@@ -124,9 +125,34 @@ def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None,
         elif isinstance(spec, InpaintStage):
             steps, strength, _ = DETAIL_LEVELS[spec.detail]
             total += int(steps * strength)
+        elif isinstance(spec, FaceRestoreStage):
+            pass  # a face model, no denoising steps
         else:
             total += int(spec.steps * spec.strength)
     return total
+
+
+def resolve_face_models(recipe: JobCreate, settings: Settings, explicit: Collection[int]) -> None:
+    """Give each face_restore stage its model file: its own, or ``IMAGE_FACE_MODEL``.
+
+    A stage the caller wrote (its index in ``explicit``) without a usable model is refused with
+    a 422; one that came with a named recipe keeps no model and is skipped at run time, saying
+    why (the portrait recipe still runs on a server without a face model).
+    """
+    for index, stage in enumerate(recipe.stages):
+        if not isinstance(stage, FaceRestoreStage):
+            continue
+        name = stage.face_model or settings.image_face_model
+        if name is None:
+            problem = "no face restoration model: name a GFPGAN or RestoreFormer .safetensors file in the "
+            problem += "models dir, or have the server set IMAGE_FACE_MODEL"
+        elif not (settings.models_dir / name).is_file():
+            problem = f"{name!r}: no such file in the models dir"
+        else:
+            recipe.stages[index] = stage.model_copy(update={"face_model": name})
+            continue
+        if index in explicit:
+            raise invalid(f"stages.{index}.face_model", problem)
 
 
 def stored_recipe(data: dict[str, Any]) -> JobCreate:

@@ -9,7 +9,7 @@ from cofounder_agent.config import Settings
 from cofounder_agent.errors import AppError
 from cofounder_agent.jobs.events import Event, EventHub, terminal_event
 from cofounder_agent.jobs.named import RecipeBook
-from cofounder_agent.jobs.recipes import check_sizes, resolve_recipe
+from cofounder_agent.jobs.recipes import check_sizes, resolve_face_models, resolve_recipe
 from cofounder_agent.jobs.store import TERMINAL, QueueFull, Store
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
@@ -29,6 +29,9 @@ class JobService:
             if known is not None:
                 return await self.public(known), False
         resolved = resolve_recipe(self.recipes.apply(recipe), self.settings)
+        # Stages the job wrote itself must have their face model; a named recipe's may go without.
+        explicit = range(len(resolved.stages)) if "stages" in recipe.model_fields_set else range(0)
+        resolve_face_models(resolved, self.settings, explicit)
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
             raise AppError(422, "invalid_request", "board_id: no board with this id", field="board_id")
         masks = [

@@ -285,7 +285,7 @@ class Worker:
             out = await self.images.run_stage(spec, image, params, index, on_step, mask)
             stage_records.append(out.record)
             last = index == len(recipe.stages) - 1
-            if streaming and out.record["outcome"] == "ok":
+            if streaming and out.record["outcome"] != "fallback":
                 await self._drop(job, transient)
             if recipe.keep_intermediates or streaming:  # every pass of a multi-pass stage; one picture unless last
                 pictures = [(f"{spec.type}.{n}", p) for n, p in enumerate(out.passes, 1)]
@@ -355,7 +355,7 @@ class Worker:
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
     """A stage record's headline for the event stream."""
-    keys = ("outcome", "detail", "seconds", "scores", "passes", "threshold_met", "size")
+    keys = ("outcome", "detail", "seconds", "scores", "passes", "threshold_met", "faces", "size")
     return {key: record[key] for key in keys if key in record}
 
 

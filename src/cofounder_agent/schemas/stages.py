@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from cofounder_agent.schemas.media import Prompt
 
 Strength = Annotated[float, Field(gt=0.0, le=1.0)]
+# A model file in the models dir: a plain .safetensors file name, never a path.
+MODEL_FILE = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$"
 
 # The seed's inpaint detail levels: steps, strength, guidance.
 DETAIL_LEVELS: dict[str, tuple[int, float, float]] = {
@@ -60,7 +62,7 @@ class UpscaleStage(_Stage):
     factor: Literal[2, 4] = 2
     upscaler: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$",
+        pattern=MODEL_FILE,
         description="an ESRGAN-class .safetensors file in IMAGE_MODELS_DIR; omitted: Lanczos + tiled refine",
     )
     strength: Strength = 0.2
@@ -103,7 +105,28 @@ class VariationsStage(_Stage):
     steps: int = Field(20, ge=1, le=200)
 
 
+class FaceRestoreStage(BaseModel):
+    """Restore faces with a GFPGAN or RestoreFormer model, blended back by ``strength``.
+
+    The seed's ``detect_and_enhance_faces``. No prompt, guidance or UNet: it runs the face model.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    type: Literal["face_restore"]
+    face_model: str | None = Field(
+        None,
+        pattern=MODEL_FILE,
+        description="a GFPGAN or RestoreFormer .safetensors file in IMAGE_MODELS_DIR; default: IMAGE_FACE_MODEL",
+    )
+    strength: Strength = Field(0.5, description="1 takes the restored face, lower blends it with the original")
+    max_faces: int = Field(8, ge=1, le=32, description="the largest faces first")
+
+
+# The stages that denoise with a loaded UNet (all but face_restore).
+DenoisingStage = RefineStage | ProgressiveStage | AdaptiveStage | UpscaleStage | InpaintStage | VariationsStage
+
 Stage = Annotated[
-    RefineStage | ProgressiveStage | AdaptiveStage | UpscaleStage | InpaintStage | VariationsStage,
+    DenoisingStage | FaceRestoreStage,
     Field(discriminator="type"),
 ]

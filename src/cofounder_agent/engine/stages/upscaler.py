@@ -23,23 +23,23 @@ log = logging.getLogger(__name__)
 MIN_TILE = 64
 
 
-def model_path(models_dir: Path, name: str) -> Path:
-    """The upscaler file ``name`` inside the models dir: a plain file name, never a path."""
+def model_path(models_dir: Path, name: str, kind: str = "upscaler") -> Path:
+    """The model file ``name`` inside the models dir: a plain file name, never a path."""
     if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".safetensors"):
-        raise ValueError(f"upscaler {name!r}: give the name of a .safetensors file in the models dir")
+        raise ValueError(f"{kind} {name!r}: give the name of a .safetensors file in the models dir")
     path = models_dir / name
     if not path.is_file() or path.is_symlink():
-        raise ValueError(f"upscaler {name!r}: no such file in the models dir")
+        raise ValueError(f"{kind} {name!r}: no such file in the models dir")
     return path
 
 
 @lru_cache(maxsize=4)
-def load_upscaler(path: Path, device: str) -> Any:
-    """Load once: spandrel reads the architecture and scale from the weights."""
+def load_model(path: Path, device: str) -> Any:
+    """Load once: spandrel reads the architecture (and scale) from the weights."""
     try:
         from spandrel import ImageModelDescriptor, ModelLoader
     except ImportError as exc:  # also a broken torchvision
-        raise RuntimeError(f"learned upscalers need spandrel ('cofounder-agent[upscalers]'): {exc}") from exc
+        raise RuntimeError(f"upscaler and face models need spandrel ('cofounder-agent[upscalers]'): {exc}") from exc
     descriptor = ModelLoader(device=torch.device(device)).load_from_file(path)
     if not isinstance(descriptor, ImageModelDescriptor):
         raise ValueError(f"{path.name} is not an image-to-image model")
