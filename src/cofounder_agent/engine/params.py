@@ -69,6 +69,17 @@ class GenerationParams:
         return None
 
 
+def batch_key(params: GenerationParams, keep_base: bool = False) -> tuple[object, ...]:
+    """What generations must share to run as one batched call: all but prompts and seeds.
+
+    A missing negative prompt means zero embeddings (SDXL's ``force_zeros_for_empty_prompt``)
+    while a given one is encoded: diffusers takes one or the other for a whole batch.
+    """
+    p = params
+    schedule = (p.steps, p.scheduler, p.refiner_mode, p.switch_at, p.refiner_steps, p.refiner_strength)
+    return (p.width, p.height, p.guidance_scale, *schedule, p.negative_prompt is None, keep_base)
+
+
 @dataclass
 class StageRecord:
     """What one stage did: its outcome, how long it took and why it fell back, if it did."""
@@ -91,6 +102,7 @@ class GenerationResult:
     refiner_fallback_reason: str | None = None
     # Pictures of earlier stages, kept on request: (stage name, image).
     intermediates: list[tuple[str, Image]] = field(default_factory=list)
+    batch_size: int = 1  # generations that shared the call (micro-batching); timings are the batch's
 
     @property
     def timings(self) -> dict[str, float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,37 @@ class Store:
                 )
             if getattr(claimed, "rowcount", 0):
                 return await self.get_job(job_id)
+
+    async def claim_companions(self, job: JobRow, fits: Callable[[JobRow], bool], limit: int) -> list[JobRow]:
+        """Claim up to ``limit`` more queued jobs of ``job``'s priority that ``fits`` accepts, oldest first.
+
+        Micro-batching: they run beside ``job`` as one batch. Only the same priority, so a
+        batch never lets a job jump ahead of a more urgent one.
+        """
+        async with self.session() as s:
+            candidates = (
+                await s.scalars(
+                    select(JobRow)
+                    .where(JobRow.status == "queued", JobRow.priority == job.priority)
+                    .order_by(JobRow.seq)
+                    .limit(limit * 8)
+                )
+            ).all()
+        claimed: list[JobRow] = []
+        for candidate in candidates:
+            if len(claimed) == limit or not fits(candidate):
+                continue
+            async with self.session() as s, s.begin():
+                result = await s.execute(
+                    update(JobRow)
+                    .where(JobRow.id == candidate.id, JobRow.status == "queued")
+                    .values(status="running", started_at=utcnow(), attempts=JobRow.attempts + 1)
+                )
+            if getattr(result, "rowcount", 0):
+                row = await self.get_job(candidate.id)
+                if row is not None:
+                    claimed.append(row)
+        return claimed
 
     async def release(self, job_id: str) -> None:
         """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt."""

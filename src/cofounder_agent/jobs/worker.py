@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.params import GenerationParams, GenerationResult
+from cofounder_agent.engine.params import GenerationParams, GenerationResult, batch_key
 from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.events import EventHub, terminal_event
 from cofounder_agent.jobs.recipes import denoising_steps, job_params, stored_recipe
@@ -72,23 +72,23 @@ class Worker:
         self._cancel: dict[str, threading.Event] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._current: str | None = None
+        self._current: set[str] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="job-worker")
 
     async def stop(self) -> None:
         """Stop at the next denoising step; the interrupted job goes back to the queue."""
-        current = self._current
+        current = set(self._current)
         for flag in self._cancel.values():
             flag.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if current is not None:
+        for job_id in current:
             # A clean stop is not the job's fault: it does not use up its one retry.
-            await self.store.release(current)
+            await self.store.release(job_id)
 
     def wake(self) -> None:
         self._wake.set()
@@ -110,15 +110,24 @@ class Worker:
                 if job is None:
                     await self._wake.wait()
                     continue
+                group = [job, *await self._companions(job)]
                 await self.announce_positions()
-                self._current = job.id
+                self._current = {j.id for j in group}
                 try:
-                    await self._run_safely(job)
+                    # Side by side, so their generations meet in the engine's batcher.
+                    await asyncio.gather(*(self._run_safely(j) for j in group))
                 finally:
-                    self._current = None
+                    self._current = set()
             except Exception:  # e.g. "database is locked": the loop must outlive it
                 log.exception("worker loop error; retrying in 1 s")
                 await asyncio.sleep(1)
+
+    async def _companions(self, job: JobRow) -> list[JobRow]:
+        """Queued jobs that can share ``job``'s batched generation (micro-batching), claimed now."""
+        key = _batch_key(job)
+        if self.settings.image_batch_max <= 1 or key is None:
+            return []
+        return await self.store.claim_companions(job, lambda c: _batch_key(c) == key, self.settings.image_batch_max - 1)
 
     async def _run_safely(self, job: JobRow) -> None:
         try:
@@ -351,6 +360,17 @@ class Worker:
                 await hook(job)
             except Exception:  # a hook (webhook, metrics) never takes the worker down
                 log.exception("finish hook failed for job %s", job.id)
+
+
+def _batch_key(job: JobRow) -> tuple[object, ...] | None:
+    """The engine's batch key of a job's first generation; None for jobs that refine stored pictures."""
+    try:
+        recipe = stored_recipe(job.recipe)
+    except ValueError:  # a damaged row: it runs (and fails) alone
+        return None
+    if recipe.input_image_ids:
+        return None
+    return batch_key(job_params(recipe)[0], recipe.keep_intermediates)
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import GenerationParams, GenerationResult, LoadOptions
+from cofounder_agent.services.batcher import Batcher
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -64,6 +65,11 @@ class ImageService:
         self._stages: StageRunner | None = None
         self._status = EngineStatus(state="idle")
         self._load_task: asyncio.Task[None] | None = None
+        self._batcher = (
+            Batcher(self._generate_batch, settings.image_batch_max, settings.image_batch_wait_s)
+            if settings.image_batch_max > 1
+            else None
+        )
 
     @property
     def ready(self) -> bool:
@@ -89,9 +95,17 @@ class ImageService:
     async def generate(
         self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
     ) -> GenerationResult:
-        """Run one generation on the device executor."""
+        """Run one generation on the device executor (batched with compatible ones when enabled)."""
+        if self._batcher is not None:
+            return await self._batcher.generate(params, on_step, keep_base)
         generator = self._loaded()
         return await self._on_engine(generator.generate, params, on_step, keep_base)
+
+    async def _generate_batch(
+        self, batch: list[GenerationParams], on_steps: list[StepCallback | None], keep_base: bool
+    ) -> list[GenerationResult | BaseException]:
+        generator = self._loaded()
+        return await self._on_engine(generator.generate_batch, batch, on_steps, keep_base)
 
     async def run_stage(
         self,

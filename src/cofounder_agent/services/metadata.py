@@ -20,5 +20,6 @@ def generation_metadata(result: GenerationResult, status: EngineStatus) -> dict[
         "device": status.device,
         "refiner_applied": result.refiner_applied,
         "refiner_fallback_reason": result.refiner_fallback_reason,
+        "batch_size": result.batch_size,  # > 1: generated in one batch with others (timings are the batch's)
         "stages": [asdict(stage) for stage in result.stages],
     }

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from cofounder_agent.engine.params import GenerationParams
+from cofounder_agent.engine.stages.base import negative_prompts
 from cofounder_agent.engine.stages.common import StepCallback, step_hook
 
 
@@ -21,21 +22,22 @@ def refiner_schedule(params: GenerationParams) -> dict[str, Any]:
 
 def run_refiner(
     pipe: Any,
-    params: GenerationParams,
+    batch: list[GenerationParams],
     latents: torch.Tensor,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
     *,
     stage: str = "refiner",
     schedule: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Denoise ``latents`` with an img2img pipeline and return the refined latent."""
+    """Denoise the batch's ``latents`` with an img2img pipeline and return the refined latents."""
+    params = batch[0]
     out = pipe(
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
+        prompt=[p.prompt for p in batch],
+        negative_prompt=negative_prompts(batch),
         image=latents,
         guidance_scale=params.guidance_scale,
-        generator=generator,
+        generator=generators,
         output_type="latent",
         callback_on_step_end=step_hook(stage, on_step),
         **(schedule if schedule is not None else refiner_schedule(params)),

@@ -1,0 +1,78 @@
+"""Micro-batching: generations that arrive together and can share one call run as one batch.
+
+Requests with equal ``batch_key`` (size, schedule, guidance, refiner settings: everything but
+prompts and seeds) that arrive within ``wait_s`` of the first are handed to the engine as one
+batch of at most ``max_size``. Each keeps its own generator, so its image is the one it would
+get alone, within the batched kernels' rounding. Torch-free: this runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cofounder_agent.engine.params import GenerationParams, GenerationResult, batch_key
+
+if TYPE_CHECKING:
+    from cofounder_agent.engine.stages.common import StepCallback
+
+RunBatch = Callable[
+    [list[GenerationParams], list["StepCallback | None"], bool], Awaitable[list[GenerationResult | BaseException]]
+]
+
+
+@dataclass
+class _Group:
+    keep_base: bool
+    members: list[tuple[GenerationParams, StepCallback | None, asyncio.Future[GenerationResult]]] = field(
+        default_factory=list
+    )
+    timer: asyncio.TimerHandle | None = None
+
+
+class Batcher:
+    def __init__(self, run_batch: RunBatch, max_size: int, wait_s: float) -> None:
+        self._run_batch, self.max_size, self.wait_s = run_batch, max_size, wait_s
+        self._pending: dict[tuple[object, ...], _Group] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def generate(
+        self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
+    ) -> GenerationResult:
+        loop = asyncio.get_running_loop()
+        key = batch_key(params, keep_base)
+        group = self._pending.get(key)
+        if group is None:
+            group = self._pending[key] = _Group(keep_base)
+            group.timer = loop.call_later(self.wait_s, self._flush, key)
+        future: asyncio.Future[GenerationResult] = loop.create_future()
+        group.members.append((params, on_step, future))
+        if len(group.members) >= self.max_size:
+            self._flush(key)
+        return await future
+
+    def _flush(self, key: tuple[object, ...]) -> None:
+        group = self._pending.pop(key, None)
+        if group is None:
+            return
+        if group.timer is not None:
+            group.timer.cancel()
+        task = asyncio.create_task(self._run(group), name="generate-batch")
+        self._running.add(task)  # a reference, so the task is not collected mid-run
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, group: _Group) -> None:
+        members = group.members
+        try:
+            outcomes = await self._run_batch([m[0] for m in members], [m[1] for m in members], group.keep_base)
+        except BaseException as exc:  # the whole batch failed (or every member cancelled)
+            outcomes = [exc] * len(members)
+        for (_, _, future), outcome in zip(members, outcomes, strict=True):
+            if future.done():  # its job stopped waiting (timeout, shutdown)
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
