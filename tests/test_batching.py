@@ -66,7 +66,7 @@ def test_a_cancelled_member_leaves_the_others_running(engine: TwoStageGenerator)
 
 
 def test_queued_compatible_jobs_run_as_one_batch(tmp_path: Any, engine: TwoStageGenerator) -> None:
-    settings = make_settings(tmp_path, image_batch_max=4, image_batch_wait_s=0.2)
+    settings = make_settings(tmp_path, image_batch_max=4)
     small = {"width": 64, "height": 64, "steps": 20}
     with running_server(settings) as url, Client(url, timeout=120) as client:
         wait_ready(url)

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     # Micro-batching: compatible queued jobs (same size, schedule, guidance, refiner settings)
     # run as one batch of up to this many; 1 turns it off. It pays on GPUs (see docs/benchmarks.md).
     image_batch_max: int = Field(1, ge=1, le=16)
-    image_batch_wait_s: float = Field(0.05, ge=0, le=5, description="how long a batch waits for companions")
+    image_batch_wait_s: float = Field(
+        0.0, ge=0, le=5, description="how long a job that could batch waits for companions to be queued"
+    )
 
     # Jobs (issue #3): backpressure, limits, webhooks, access.
     image_max_queue: int = Field(100, ge=1, description="queued jobs beyond this get 429")

@@ -124,10 +124,14 @@ class Worker:
 
     async def _companions(self, job: JobRow) -> list[JobRow]:
         """Queued jobs that can share ``job``'s batched generation (micro-batching), claimed now."""
-        key = _batch_key(job)
-        if self.settings.image_batch_max <= 1 or key is None:
+        key, limit = _batch_key(job), self.settings.image_batch_max - 1
+        if limit < 1 or key is None:
             return []
-        return await self.store.claim_companions(job, lambda c: _batch_key(c) == key, self.settings.image_batch_max - 1)
+        found = await self.store.claim_companions(job, lambda c: _batch_key(c) == key, limit)
+        if len(found) < limit and self.settings.image_batch_wait_s > 0:
+            await asyncio.sleep(self.settings.image_batch_wait_s)  # trade a little latency for a fuller batch
+            found += await self.store.claim_companions(job, lambda c: _batch_key(c) == key, limit - len(found))
+        return found
 
     async def _run_safely(self, job: JobRow) -> None:
         try:

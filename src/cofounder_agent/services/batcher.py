@@ -1,9 +1,11 @@
 """Micro-batching: generations that arrive together and can share one call run as one batch.
 
 Requests with equal ``batch_key`` (size, schedule, guidance, refiner settings: everything but
-prompts and seeds) that arrive within ``wait_s`` of the first are handed to the engine as one
-batch of at most ``max_size``. Each keeps its own generator, so its image is the one it would
-get alone, within the batched kernels' rounding. Torch-free: this runs on the event loop.
+prompts and seeds) made in the same turn of the event loop are handed to the engine as one
+batch of at most ``max_size``: the worker starts a batch's jobs side by side, and each reaches
+``generate`` before the loop turns (the worker is where a batch waits for companions). Each
+keeps its own generator, so its image is the one it would get alone, within the batched
+kernels' rounding. Torch-free: this runs on the event loop.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ class _Group:
     members: list[tuple[GenerationParams, StepCallback | None, asyncio.Future[GenerationResult]]] = field(
         default_factory=list
     )
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.Handle | None = None
 
 
 class Batcher:
-    def __init__(self, run_batch: RunBatch, max_size: int, wait_s: float) -> None:
-        self._run_batch, self.max_size, self.wait_s = run_batch, max_size, wait_s
+    def __init__(self, run_batch: RunBatch, max_size: int) -> None:
+        self._run_batch, self.max_size = run_batch, max_size
         self._pending: dict[tuple[object, ...], _Group] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -46,7 +48,7 @@ class Batcher:
         group = self._pending.get(key)
         if group is None:
             group = self._pending[key] = _Group(keep_base)
-            group.timer = loop.call_later(self.wait_s, self._flush, key)
+            group.timer = loop.call_soon(self._flush, key)
         future: asyncio.Future[GenerationResult] = loop.create_future()
         group.members.append((params, on_step, future))
         if len(group.members) >= self.max_size:

@@ -66,9 +66,7 @@ class ImageService:
         self._status = EngineStatus(state="idle")
         self._load_task: asyncio.Task[None] | None = None
         self._batcher = (
-            Batcher(self._generate_batch, settings.image_batch_max, settings.image_batch_wait_s)
-            if settings.image_batch_max > 1
-            else None
+Batcher(self._generate_batch, settings.image_batch_max) if settings.image_batch_max > 1 else None
         )
 
     @property
