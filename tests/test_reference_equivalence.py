@@ -97,3 +97,27 @@ def test_the_comparison_can_fail(folder_server: str, reference: Any) -> None:
     assert max_diff(ensemble, _service(folder_server, prompt="a red dragon over a stormy sea")) > 2
     assert max_diff(ensemble, _reference(reference, "ensemble", negative="blurry, low quality")) > 2
     assert max_diff(ensemble, _reference(reference, "none")) > 2
+
+
+@pytest.fixture(scope="module")
+def fast_server(tiny_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same folders with the fast path's CPU-applicable switches on."""
+    settings = make_settings(
+        tmp_path_factory.mktemp("fast"),
+        image_model=str(tiny_dirs[0]),
+        image_refiner_model=str(tiny_dirs[1]),
+        image_channels_last=True,
+        image_fuse_qkv=True,
+    )
+    with running_server(settings) as url:
+        wait_ready(url)
+        yield url
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "img2img"])
+def test_the_fast_path_still_matches_reference(fast_server: str, reference: Any, mode: str) -> None:
+    extra = {"refiner_steps": 30, "refiner_strength": 0.3} if mode == "img2img" else {}
+    assert httpx.get(f"{fast_server}/api/media/health").json()["fast_path"] == ["channels_last", "fuse_qkv"]
+    got = _service(fast_server, refiner_mode=mode, **extra)
+    # Fused projections and NHWC convolutions add and multiply in another order: rounding only.
+    assert max_diff(got, _reference(reference, mode)) <= 2

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-tiny", help="write the built-in tiny model as diffusers folders")
     export.add_argument("directory", type=Path)
     _add_job_parsers(sub)
+    from cofounder_agent.bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -348,6 +351,11 @@ def main(argv: list[str] | None = None) -> None:
         _check_generate_args(args, parser)
         configure_logging(settings.image_log_level, None)
         asyncio.run(_generate(args, settings))
+    elif args.command == "bench":
+        from cofounder_agent.bench import run_suite
+
+        configure_logging("WARNING", None)
+        run_suite(args)
     elif args.command == "export-tiny":
         from cofounder_agent.engine.tiny import export_tiny
 

@@ -46,6 +46,17 @@ class Settings(BaseSettings):
     image_log_level: str = "INFO"
     image_log_format: Literal["text", "json"] = "text"
 
+    # The fast path (docs/benchmarks.md): off by default; each keeps the pixels to rounding.
+    image_channels_last: bool = False
+    image_fuse_qkv: bool = False
+    image_compile: bool = Field(False, description="torch.compile the UNets; compiles each size at start")
+    image_compile_mode: Literal["default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune"] = (
+        "max-autotune-no-cudagraphs"
+    )
+    image_compile_sizes: list[int] = Field(
+        default_factory=lambda: [1024], description="square sizes to compile and warm up at start"
+    )
+
     # Micro-batching: compatible queued jobs (same size, schedule, guidance, refiner settings)
     # run as one batch of up to this many; 1 turns it off. It pays on GPUs (see docs/benchmarks.md).
     image_batch_max: int = Field(1, ge=1, le=16)

@@ -49,4 +49,5 @@ async def media_health(images: ImageServiceDep, pexels: PexelsDep) -> MediaHealt
         vram_gb=s.vram_gb,
         precision=s.precision,
         vae_dtype=s.vae_dtype,
+        fast_path=list(s.fast_path),
     )

@@ -102,6 +102,7 @@ class MediaHealth(BaseModel):
     vram_gb: float | None
     precision: str | None
     vae_dtype: str | None
+    fast_path: list[str] = Field(default_factory=list, description="fast-path switches applied at load")
 
 
 class ErrorDetail(BaseModel):

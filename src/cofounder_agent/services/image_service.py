@@ -53,6 +53,7 @@ class EngineStatus:
     vram_gb: float | None = None
     precision: str | None = None
     vae_dtype: str | None = None
+    fast_path: tuple[str, ...] = ()
 
 
 class ImageService:
@@ -63,10 +64,11 @@ class ImageService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._generator: TwoStageGenerator | None = None
         self._stages: StageRunner | None = None
+        self._fast_path: tuple[str, ...] = ()
         self._status = EngineStatus(state="idle")
         self._load_task: asyncio.Task[None] | None = None
         self._batcher = (
-Batcher(self._generate_batch, settings.image_batch_max) if settings.image_batch_max > 1 else None
+            Batcher(self._generate_batch, settings.image_batch_max) if settings.image_batch_max > 1 else None
         )
 
     @property
@@ -176,6 +178,7 @@ Batcher(self._generate_batch, settings.image_batch_max) if settings.image_batch_
             vram_gb=round(models.device.vram_gb, 2) if models.device.vram_gb else None,
             precision=models.precision,
             vae_dtype=models.vae_dtype,
+            fast_path=self._fast_path,
         )
         log.info("models ready: %s", self._status)
 
@@ -196,4 +199,18 @@ Batcher(self._generate_batch, settings.image_batch_max) if settings.image_batch_
             single_file_config=s.image_single_file_config,
             refiner_single_file_config=s.image_refiner_single_file_config,
         )
-        return TwoStageGenerator(load_models(options))
+        models = load_models(options)
+        if s.image_channels_last or s.image_fuse_qkv or s.image_compile:
+            from cofounder_agent.engine.fastpath import FastPath, apply_fast_path
+
+            fast = FastPath(
+                channels_last=s.image_channels_last,
+                fuse_qkv=s.image_fuse_qkv,
+                compile=s.image_compile,
+                compile_mode=s.image_compile_mode,
+                compile_sizes=tuple((size, size) for size in s.image_compile_sizes),
+                compile_batches=tuple(range(1, s.image_batch_max + 1)) if s.image_compile else (1,),
+            )
+            log.info("fast path: %s", apply_fast_path(models, fast))
+            self._fast_path = fast.enabled
+        return TwoStageGenerator(models)
