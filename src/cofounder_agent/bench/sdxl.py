@@ -137,9 +137,9 @@ def build_pipelines(device: str | torch.device, dtype: torch.dtype, *, share: bo
     (``force_upcast``), and the service's loader keeps it in fp32 the same way.
     """
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+    from diffusers import EulerDiscreteScheduler
 
-    from cofounder_agent.engine.tiny import build_tokenizer
+    from cofounder_agent.engine.tiny import assemble_sdxl, build_tokenizer
 
     # Initialising on the device itself: 2.6 B random parameters take minutes on a CPU.
     with torch.device(device):
@@ -155,29 +155,19 @@ def build_pipelines(device: str | torch.device, dtype: torch.dtype, *, share: bo
     # weights which ids a prompt becomes changes nothing measured here.
     tokenizer = build_tokenizer()
     scheduler = load_config("scheduler")
-    base = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler.from_config(scheduler),
-        force_zeros_for_empty_prompt=True,
+    pipes = assemble_sdxl(
+        text_encoder,
+        text_encoder_2,
+        tokenizer,
+        unet,
+        refiner_unet,
+        vae,
+        lambda: EulerDiscreteScheduler.from_config(scheduler),
+        refiner_text_encoder_2=own_encoder,
+        refiner_vae=own_vae,
         add_watermarker=False,
     )
-    refiner = StableDiffusionXLImg2ImgPipeline(
-        vae=own_vae,
-        text_encoder=None,
-        text_encoder_2=own_encoder,
-        tokenizer=None,
-        tokenizer_2=tokenizer,
-        unet=refiner_unet,
-        scheduler=EulerDiscreteScheduler.from_config(scheduler),
-        requires_aesthetics_score=True,
-        force_zeros_for_empty_prompt=False,
-        add_watermarker=False,
-    )
+    base, refiner = pipes.base, pipes.refiner
     for pipe in (base, refiner):
         pipe.set_progress_bar_config(disable=True)
     return SdxlPipelines(base=base, refiner=refiner, shared=share)

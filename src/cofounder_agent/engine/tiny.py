@@ -10,9 +10,11 @@ build is bit-identical; nothing is downloaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import (
@@ -164,6 +166,29 @@ def build_tiny(seed: int = TINY_SEED) -> TinyPipelines:
         vae = _vae()
     for module in (text_encoder, text_encoder_2, unet, refiner_unet, vae):
         module.eval()
+    return assemble_sdxl(text_encoder, text_encoder_2, tokenizer, unet, refiner_unet, vae, _scheduler)
+
+
+def assemble_sdxl(
+    text_encoder: Any,
+    text_encoder_2: Any,
+    tokenizer: Any,
+    unet: Any,
+    refiner_unet: Any,
+    vae: Any,
+    scheduler: Callable[[], Any],
+    *,
+    refiner_text_encoder_2: Any = None,
+    refiner_vae: Any = None,
+    add_watermarker: bool | None = None,
+) -> TinyPipelines:
+    """SDXL 1.0's base and refiner pipelines over the given modules, configured as published.
+
+    The refiner has no ``text_encoder``, conditions on an aesthetic score and encodes an empty
+    negative prompt (SDXL's base zeroes it); it shares the base's ``text_encoder_2`` and VAE
+    unless given its own (as the seed script loaded it). Used by the tiny model and by the
+    benchmarks' full-size random-weight SDXL.
+    """
     base = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -171,19 +196,21 @@ def build_tiny(seed: int = TINY_SEED) -> TinyPipelines:
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=_scheduler(),
+        scheduler=scheduler(),
         force_zeros_for_empty_prompt=True,
+        add_watermarker=add_watermarker,
     )
     refiner = StableDiffusionXLImg2ImgPipeline(
-        vae=vae,
+        vae=refiner_vae if refiner_vae is not None else vae,
         text_encoder=None,
-        text_encoder_2=text_encoder_2,
+        text_encoder_2=refiner_text_encoder_2 if refiner_text_encoder_2 is not None else text_encoder_2,
         tokenizer=None,
         tokenizer_2=tokenizer,
         unet=refiner_unet,
-        scheduler=_scheduler(),
+        scheduler=scheduler(),
         requires_aesthetics_score=True,
         force_zeros_for_empty_prompt=False,
+        add_watermarker=add_watermarker,
     )
     return TinyPipelines(base=base, refiner=refiner)
 
