@@ -110,10 +110,15 @@ class Worker:
                 if job is None:
                     await self._wake.wait()
                     continue
-                group = [job, *await self._companions(job)]
-                await self.announce_positions()
-                self._current = {j.id for j in group}
+                # Known as running before the wait for companions: a stop meanwhile releases it.
+                self._current = {job.id}
                 try:
+                    group = [job, *await self._companions(job)]
+                    self._current = {j.id for j in group}
+                    try:
+                        await self.announce_positions()
+                    except Exception:  # news for waiting streams; the claimed jobs run regardless
+                        log.exception("could not announce queue positions")
                     # Side by side, so their generations meet in the engine's batcher.
                     await asyncio.gather(*(self._run_safely(j) for j in group))
                 finally:
@@ -127,10 +132,14 @@ class Worker:
         key, limit = _batch_key(job), self.settings.image_batch_max - 1
         if limit < 1 or key is None:
             return []
-        found = await self.store.claim_companions(job, lambda c: _batch_key(c) == key, limit)
-        if len(found) < limit and self.settings.image_batch_wait_s > 0:
-            await asyncio.sleep(self.settings.image_batch_wait_s)  # trade a little latency for a fuller batch
-            found += await self.store.claim_companions(job, lambda c: _batch_key(c) == key, limit - len(found))
+        found: list[JobRow] = []
+        try:
+            found += await self.store.claim_companions(job, lambda c: _batch_key(c) == key, limit)
+            if len(found) < limit and self.settings.image_batch_wait_s > 0:
+                await asyncio.sleep(self.settings.image_batch_wait_s)  # a little latency for a fuller batch
+                found += await self.store.claim_companions(job, lambda c: _batch_key(c) == key, limit - len(found))
+        except Exception:  # the claimed job runs whatever happens here, with what was found
+            log.exception("could not gather batch companions for job %s", job.id)
         return found
 
     async def _run_safely(self, job: JobRow) -> None:
