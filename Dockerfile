@@ -23,7 +23,7 @@ RUN useradd --create-home --uid 10001 app \
 WORKDIR /app
 COPY constraints.txt pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX_URL}" -c constraints.txt ".[upscalers]"
+RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX_URL}" -c constraints.txt .
 
 # Weights come from the mounted HF cache or a mounted folder; nothing is downloaded unless
 # IMAGE_ALLOW_DOWNLOAD=true. Logs go to stdout (the container runtime keeps them).

@@ -11,4 +11,4 @@ echo "== mypy"; .venv/bin/mypy
 echo "== hadolint"; .venv/bin/hadolint Dockerfile
 echo "== pytest"
 # pytest exits 5 when it collected no test: set -e turns that into a failure, as it should.
-.venv/bin/python -m pytest -q --timeout=900 "$@"
+.venv/bin/python -m pytest -q -rs --timeout=900 "$@"

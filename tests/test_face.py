@@ -6,7 +6,6 @@ NASA, public domain).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,6 @@ from conftest import make_settings, running_server, wait_ready
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 PARAMS = GenerationParams(prompt="a portrait", seed=5, width=64, height=64, steps=20)
-needs_spandrel = pytest.mark.skipif(
-    importlib.util.find_spec("spandrel") is None,
-    reason="spandrel (the [upscalers] extra) is not installed: it needs a torchvision build",
-)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +170,6 @@ def _restoreformer(path: Path) -> None:
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
 
 
-@needs_spandrel
 def test_a_face_model_restores_the_face_in_place(models: LoadedModels, photo: Image.Image, tmp_path: Path) -> None:
     _restoreformer(tmp_path / "restoreformer.safetensors")
     spec = FaceRestoreStage(type="face_restore", face_model="restoreformer.safetensors", strength=1.0)
@@ -187,7 +181,6 @@ def test_a_face_model_restores_the_face_in_place(models: LoadedModels, photo: Im
     assert np.array_equal(after[outside], before[outside]) and np.abs(after - before).max() > 10
 
 
-@needs_spandrel
 def test_an_upscaler_is_not_a_face_model(models: LoadedModels, photo: Image.Image, tmp_path: Path) -> None:
     from spandrel.architectures.ESRGAN import ESRGAN
 
@@ -198,7 +191,6 @@ def test_an_upscaler_is_not_a_face_model(models: LoadedModels, photo: Image.Imag
     assert out.record["outcome"] == "fallback" and "not a face restoration model" in out.record["detail"]
 
 
-@needs_spandrel
 @pytest.mark.slow
 def test_a_full_size_gfpgan_file_runs(models: LoadedModels, photo: Image.Image, tmp_path: Path) -> None:
     """GFPGAN v1.4's architecture (86M random weights): spandrel detects it; the stage feeds it [-1, 1]."""

@@ -1,8 +1,7 @@
-"""Learned upscalers: spandrel models from .safetensors files, and the fallback without spandrel."""
+"""Learned upscalers: spandrel models from .safetensors files, and the fallback for unusable files."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,6 @@ from cofounder_agent.engine.recipe import StageRunner
 from cofounder_agent.schemas.stages import UpscaleStage
 
 PARAMS = GenerationParams(prompt="a harbour", seed=5, width=64, height=64, steps=20)
-HAS_SPANDREL = importlib.util.find_spec("spandrel") is not None
-needs_spandrel = pytest.mark.skipif(
-    not HAS_SPANDREL, reason="spandrel (the [upscalers] extra) is not installed: it needs a torchvision build"
-)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +34,6 @@ def _esrgan(path: Path, scale: int) -> None:
     save_file(ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale).state_dict(), str(path))
 
 
-@needs_spandrel
 @pytest.mark.parametrize("scale", [2, 4])
 def test_spandrel_model_upscales_by_its_scale(models: LoadedModels, tmp_path: Path, scale: int) -> None:
     _esrgan(tmp_path / f"esrgan-x{scale}.safetensors", scale)
@@ -49,7 +43,6 @@ def test_spandrel_model_upscales_by_its_scale(models: LoadedModels, tmp_path: Pa
     assert out.record["upscaler_scale"] == scale and out.image.size == (150 * scale, 100 * scale)
 
 
-@needs_spandrel
 def test_a_x4_model_fits_a_x2_request(models: LoadedModels, tmp_path: Path) -> None:
     _esrgan(tmp_path / "x4.safetensors", 4)
     spec = UpscaleStage(type="upscale", factor=2, upscaler="x4.safetensors")
@@ -64,8 +57,7 @@ def test_corrupt_or_unusable_upscaler_keeps_the_picture(models: LoadedModels, tm
         UpscaleStage(type="upscale", upscaler="broken.safetensors"), picture, PARAMS, 0
     )
     assert out.image is picture and out.record["outcome"] == "fallback"
-    expected = "Error" if HAS_SPANDREL else "upscaler and face models need spandrel"
-    assert expected in out.record["detail"]
+    assert "Error" in out.record["detail"]
 
 
 def test_upscaler_names_never_reach_outside_the_models_dir(models: LoadedModels, tmp_path: Path) -> None:

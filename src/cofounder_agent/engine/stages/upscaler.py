@@ -36,10 +36,8 @@ def model_path(models_dir: Path, name: str, kind: str = "upscaler") -> Path:
 @lru_cache(maxsize=4)
 def load_model(path: Path, device: str) -> Any:
     """Load once: spandrel reads the architecture (and scale) from the weights."""
-    try:
-        from spandrel import ImageModelDescriptor, ModelLoader
-    except ImportError as exc:  # also a broken torchvision
-        raise RuntimeError(f"upscaler and face models need spandrel ('cofounder-agent[upscalers]'): {exc}") from exc
+    from spandrel import ImageModelDescriptor, ModelLoader
+
     descriptor = ModelLoader(device=torch.device(device)).load_from_file(path)
     if not isinstance(descriptor, ImageModelDescriptor):
         raise ValueError(f"{path.name} is not an image-to-image model")
