@@ -92,7 +92,11 @@ class Gallery:
             height=stored.height,
             source="upload",
         )
-        return await self.db.add_image(row)
+        try:
+            return await self.db.add_image(row)
+        except Exception:  # no file is left without a row (recovery would find it only at the next start)
+            await asyncio.to_thread(self.files.delete, stored.id)
+            raise
 
     async def delete_image(self, image_id: str) -> None:
         found = await self.db.delete_image(image_id)
