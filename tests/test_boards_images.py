@@ -124,7 +124,7 @@ def test_unknown_ids_and_bad_names(server: str) -> None:
     into_unknown = httpx.post(
         f"{server}/v1/images", files={"file": ("a.png", _png(), "image/png")}, data={"board_id": unknown}
     )
-    assert into_unknown.status_code == 404 and into_unknown.json()["error"]["field"] == "board_id"
+    assert into_unknown.status_code == 422 and into_unknown.json()["error"]["field"] == "board_id"
 
 
 def test_huge_pagination_offsets_are_422_not_500(server: str) -> None:

@@ -70,8 +70,9 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
 
         worker.on_finish.extend([metrics.on_finish, notify])
 
-        # 3. Jobs a crash left running are queued again (once); queued jobs simply wait.
-        requeued, failed = await db.recover()
+        # 3. Jobs a crash left running are queued again (once); queued jobs simply wait. What
+        #    their interrupted attempts stored goes, and so do image files without a row.
+        requeued, failed = await db.recover(files)
         if requeued or failed:
             log.warning("after a restart: re-queued %s job(s), failed %s interrupted twice", len(requeued), len(failed))
         for job_id in failed:  # their webhooks and metrics, as for any job that ends

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -14,9 +15,13 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+log = logging.getLogger(__name__)
 # Ids are ours (uuid4 hex); anything else — "../x", "%2e%2e", absolute paths — is simply unknown.
 _IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+_EXTENSIONS = {media_type: ext for ext, media_type in _MEDIA_TYPES.items()}
+# The names the store writes for an image: its file, its sidecar and its thumbnail.
+_OWN_NAME = re.compile(r"^([0-9a-f]{32})\.(?:png|jpg|webp|json|thumb\.png)$")
 # MPO is how Pillow opens multi-picture JPEGs from phone cameras: still a JPEG file.
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "WEBP": "webp"}
 # Refuse pictures beyond 64 megapixels before decoding them (decompression bombs).
@@ -76,32 +81,55 @@ class ImageStore:
             raise UnsupportedImage(f"{size[0]}x{size[1]} is larger than {MAX_PIXELS} pixels")
         return self._write(data, ext, size, metadata)
 
-    def find(self, image_id: str) -> StoredImage | None:
-        """Return the stored image with this id, or None for unknown or malformed ids."""
+    def find(self, image_id: str, media_type: str | None = None) -> StoredImage | None:
+        """Return the stored image with this id, or None for unknown or malformed ids.
+
+        With ``media_type`` (the image row's), only the file of that type counts, and only
+        when it starts like one: a file planted or overwritten by other means is not served.
+        """
         if not _IMAGE_ID.fullmatch(image_id):
             return None
-        for ext, media_type in _MEDIA_TYPES.items():
+        if media_type is not None and media_type not in _EXTENSIONS:
+            return None
+        for ext, known_type in _MEDIA_TYPES.items():
+            if media_type is not None and known_type != media_type:
+                continue
             path = self.dir / f"{image_id}.{ext}"
-            # A symlink planted in the data dir could point anywhere: never follow one.
-            if path.is_file() and not path.is_symlink() and path.resolve().parent == self.dir:
-                meta = self.metadata(image_id) or {}
-                return StoredImage(image_id, path, media_type, int(meta.get("width", 0)), int(meta.get("height", 0)))
+            if not self._own_file(path):
+                continue
+            if media_type is not None and not _starts_like(path, ext):
+                log.warning("image %s: %s does not hold a %s image; not served", image_id, path.name, media_type)
+                return None
+            meta = self.metadata(image_id) or {}
+            return StoredImage(image_id, path, known_type, _int(meta.get("width")), _int(meta.get("height")))
         return None
 
-    def thumbnail(self, image_id: str) -> Path | None:
-        """A small PNG of the image, made once and kept beside it."""
-        stored = self.find(image_id)
+    def thumbnail(self, image_id: str, media_type: str | None = None) -> Path | None:
+        """A small PNG of the image, made once and kept beside it; None when it cannot be decoded."""
+        stored = self.find(image_id, media_type)
         if stored is None:
             return None
         path = self.dir / f"{image_id}.thumb.png"
-        # A planted symlink is never followed: the thumbnail is made anew and replaces the link.
-        if path.is_symlink() or not path.is_file():
+        # A planted symlink is never followed, and a file that is not a PNG is not served: the
+        # thumbnail is made anew and replaces either.
+        if self._own_file(path) and _starts_like(path, "png"):
+            return path
+        try:
             with Image.open(stored.path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise UnsupportedImage(f"{image.width}x{image.height} is larger than {MAX_PIXELS} pixels")
                 image.thumbnail(THUMBNAIL_SIZE)
                 buffer = io.BytesIO()
                 image.convert("RGB").save(buffer, format="PNG")
-            self._atomic_write(path, buffer.getvalue())
+        except Exception as exc:  # Pillow raises many types for bad data; a bad file is not a 500
+            log.warning("image %s: no thumbnail, the file does not decode (%s: %s)", image_id, type(exc).__name__, exc)
+            return None
+        self._atomic_write(path, buffer.getvalue())
         return path
+
+    def ids(self) -> set[str]:
+        """The ids of every image file, sidecar or thumbnail in the directory."""
+        return {match.group(1) for name in os.listdir(self.dir) if (match := _OWN_NAME.fullmatch(name))}
 
     def delete(self, image_id: str) -> bool:
         """Remove an image's files; False when there was none."""
@@ -119,9 +147,16 @@ class ImageStore:
         if not _IMAGE_ID.fullmatch(image_id):
             return None
         path = self.dir / f"{image_id}.json"
-        if not path.is_file() or path.is_symlink():
+        if not self._own_file(path):
             return None
-        data: dict[str, Any] = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_bytes())
+        except ValueError as exc:  # undecodable bytes or JSON: as if there were no sidecar
+            log.warning("image %s: unreadable metadata sidecar (%s)", image_id, exc)
+            return None
+        if not isinstance(data, dict):
+            log.warning("image %s: metadata sidecar is not a JSON object", image_id)
+            return None
         return data
 
     def _write(self, data: bytes, ext: str, size: tuple[int, int], metadata: dict[str, Any]) -> StoredImage:
@@ -131,6 +166,10 @@ class ImageStore:
         path = self.dir / f"{image_id}.{ext}"
         self._atomic_write(path, data)
         return StoredImage(image_id, path, _MEDIA_TYPES[ext], size[0], size[1])
+
+    def _own_file(self, path: Path) -> bool:
+        # A symlink planted in the data dir could point anywhere: never follow one.
+        return path.is_file() and not path.is_symlink() and path.resolve().parent == self.dir
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         # Readers never see a half-written file: write beside it, then rename over it.
@@ -142,3 +181,21 @@ class ImageStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _starts_like(path: Path, ext: str) -> bool:
+    """Whether the file begins with the signature of its format (a cheap check, no decoding)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    if ext == "png":
+        return head.startswith(b"\x89PNG\r\n\x1a\n")
+    if ext == "jpg":
+        return head.startswith(b"\xff\xd8\xff")
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -82,8 +82,8 @@ class JobService:
         mean = await self.store.average_seconds()
         return max(1, min(300, round(mean))) if mean else 5
 
-    async def public(self, job: JobRow) -> JobPublic:
-        """The job as clients see it, with live progress while it runs."""
+    async def public(self, job: JobRow, position: int | None = None) -> JobPublic:
+        """The job as clients see it, with live progress while it runs (``position``: known already)."""
         view = JobPublic(
             id=job.id,
             status=job.status,
@@ -99,7 +99,7 @@ class JobService:
             seconds=job.seconds,
         )
         if job.status == "queued":
-            view.queue_position = await self.store.queue_position(job)
+            view.queue_position = position if position is not None else await self.store.queue_position(job)
         elif job.status == "succeeded":
             view.progress = 1.0
         live = self.worker.live.get(job.id)
@@ -119,7 +119,11 @@ class JobService:
 
     async def list(self, status: str | None, limit: int, offset: int) -> JobsPublic:
         rows, total = await self.store.list_jobs(status, limit, offset)
-        return JobsPublic(data=[await self.public(row) for row in rows], count=total)
+        # A fixed number of queries per page: the queued rows' positions in one (not one per row).
+        positions = await self.store.queued_positions([row.id for row in rows if row.status == "queued"])
+        # A job claimed between the two reads is no longer queued: it was next, position 0.
+        views = [await self.public(row, positions.get(row.id, 0)) for row in rows]
+        return JobsPublic(data=views, count=total)
 
     async def cancel(self, job_id: str, wait_s: float = 10.0) -> JobPublic:
         """Cancel: a queued job never starts; a running one stops at its next denoising step."""

@@ -6,16 +6,21 @@ Only the URL names SQLite, so PostgreSQL (asyncpg) can replace it without touchi
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
 from cofounder_agent.jobs.tables import Base, BoardRow, ImageRow, JobRow, utcnow
+from cofounder_agent.storage import ImageStore
+
+log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # A job found "running" at start-up was interrupted by a crash: retry it this many times.
@@ -26,10 +31,12 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     """WAL: readers (progress, lists) never wait for the worker's writes, and a commit is one
     append instead of a journal round trip with several fsyncs. ``synchronous=NORMAL`` is the
     setting WAL is made for: a committed job survives the process crashing (SIGKILL included);
-    only a power cut or OS crash may lose the last few commits."""
+    only a power cut or OS crash may lose the last few commits. SQLite enforces foreign keys
+    only when asked, per connection; the other backends always do."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
@@ -42,7 +49,7 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{(data_dir / 'jobs.sqlite3').resolve()}"
 
 
-class Store:
+class Store(ImageRows):
     """All persistent state of jobs, images and boards."""
 
     def __init__(self, url: str) -> None:
@@ -74,30 +81,42 @@ class Store:
         board_id: str | None = None,
         max_queued: int | None = None,
     ) -> tuple[JobRow, bool]:
-        """Queue a job; return it and whether it is new (False: same Idempotency-Key seen)."""
-        async with self._submit_lock, self.session() as s, s.begin():
-            if idempotency_key is not None:
-                found = await s.scalar(select(JobRow).where(JobRow.idempotency_key == idempotency_key))
-                if found is not None:
-                    return found, False
-            if max_queued is not None:
-                queued = await s.scalar(select(func.count()).where(JobRow.status == "queued"))
-                if (queued or 0) >= max_queued:
-                    raise QueueFull
-            seq = (await s.scalar(select(func.max(JobRow.seq))) or 0) + 1
-            job = JobRow(
-                id=uuid.uuid4().hex,
-                seq=seq,
-                status="queued",
-                priority=priority,
-                recipe=recipe,
-                idempotency_key=idempotency_key,
-                callback_url=callback_url,
-                board_id=board_id,
-                image_ids=[],
-            )
-            s.add(job)
-        return job, True
+        """Queue a job; return it and whether it is new (False: same Idempotency-Key seen).
+
+        A job whose board was deleted a moment ago (after the caller checked it) is queued
+        without a board, as the board's own jobs and images are left by its deletion.
+        """
+        async with self._submit_lock:
+            for board in (board_id, None) if board_id is not None else (None,):
+                try:
+                    async with self.session() as s, s.begin():
+                        if idempotency_key is not None:
+                            found = await s.scalar(select(JobRow).where(JobRow.idempotency_key == idempotency_key))
+                            if found is not None:
+                                return found, False
+                        if max_queued is not None:
+                            queued = await s.scalar(select(func.count()).where(JobRow.status == "queued"))
+                            if (queued or 0) >= max_queued:
+                                raise QueueFull
+                        seq = (await s.scalar(select(func.max(JobRow.seq))) or 0) + 1
+                        job = JobRow(
+                            id=uuid.uuid4().hex,
+                            seq=seq,
+                            status="queued",
+                            priority=priority,
+                            recipe=recipe,
+                            idempotency_key=idempotency_key,
+                            callback_url=callback_url,
+                            board_id=board,
+                            image_ids=[],
+                        )
+                        s.add(job)
+                    return job, True
+                except IntegrityError:
+                    # The foreign key refused a board deleted meanwhile: try once more without it.
+                    if board is None or await self.get_board(board) is not None:
+                        raise
+        raise AssertionError("unreachable: the last attempt has no board")
 
     async def find_by_key(self, key: str) -> JobRow | None:
         async with self.session() as s:
@@ -196,14 +215,17 @@ class Store:
                 .values(status="queued", started_at=None, attempts=JobRow.attempts - 1)
             )
 
-    async def queued_positions(self, job_ids: list[str]) -> dict[str, int]:
-        """Queue positions of those of ``job_ids`` that are still queued."""
-        positions: dict[str, int] = {}
-        for job_id in job_ids:
-            job = await self.get_job(job_id)
-            if job is not None and job.status == "queued":
-                positions[job_id] = await self.queue_position(job)
-        return positions
+    async def queued_positions(self, job_ids: Collection[str]) -> dict[str, int]:
+        """Queue positions of those of ``job_ids`` that are still queued, in one query."""
+        if not job_ids:
+            return {}
+        # The claim order (see claim_next) numbered by a window function: one pass over the
+        # queued jobs however many positions are asked for (SQLite >= 3.25, PostgreSQL).
+        rank = func.row_number().over(order_by=(JobRow.priority.desc(), JobRow.seq)) - 1
+        ranked = select(JobRow.id, rank.label("position")).where(JobRow.status == "queued").subquery()
+        query = select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(list(job_ids)))
+        async with self.session() as s:
+            return {job_id: int(position) for job_id, position in (await s.execute(query)).all()}
 
     async def finish(
         self,
@@ -227,7 +249,7 @@ class Store:
             if results is not None:
                 job.results = results
             if job.started_at is not None:
-                job.seconds = (now - _aware(job.started_at)).total_seconds()
+                job.seconds = (now - job.started_at).total_seconds()
         return job
 
     async def cancel_if_queued(self, job_id: str, reason: str) -> JobRow | None:
@@ -249,8 +271,13 @@ class Store:
             values = [v for v in (await s.scalars(recent)).all() if v is not None]
         return sum(values) / len(values) if values else None
 
-    async def recover(self) -> tuple[list[str], list[str]]:
-        """After a crash: re-queue interrupted jobs once, fail those interrupted again."""
+    async def recover(self, files: ImageStore | None = None) -> tuple[list[str], list[str]]:
+        """After a crash: re-queue interrupted jobs once, fail those interrupted again.
+
+        What the interrupted attempts stored goes (a re-queued job starts afresh; a failed one
+        has no results), and with ``files``, so does every image file without a row: a crash
+        between writing a file and inserting its row left it, and no one can reach it.
+        """
         requeued, failed = [], []
         async with self.session() as s, s.begin():
             for job in (await s.scalars(select(JobRow).where(JobRow.status == "running"))).all():
@@ -261,73 +288,19 @@ class Store:
                 else:
                     job.status, job.stage, job.step, job.total_steps = "queued", None, 0, 0
                     requeued.append(job.id)
+            interrupted = requeued + failed
+            orphans = await delete_images(s, ImageRow.job_id.in_(interrupted)) if interrupted else []
+            # Rows written before foreign keys were enforced may name a deleted board.
+            boards = select(BoardRow.id)
+            for row, column in ((ImageRow, ImageRow.board_id), (JobRow, JobRow.board_id)):
+                dangling = column.is_not(None) & column.not_in(boards)
+                await s.execute(update(row).where(dangling).values(board_id=None))
+        if files is not None:
+            # Rows go first, files after: a crash in between leaves files without rows, found here next time.
+            unrowed = await asyncio.to_thread(files.ids) - set(await self.image_ids())
+            await asyncio.to_thread(delete_files, files, [*orphans, *sorted(unrowed)])
+            if orphans or unrowed:
+                log.warning(
+                    "removed %s image(s) of interrupted jobs, %s file(s) without a row", len(orphans), len(unrowed)
+                )
         return requeued, failed
-
-    # --- images and boards ----------------------------------------------------------------
-
-    async def add_image(self, row: ImageRow) -> None:
-        async with self.session() as s, s.begin():
-            s.add(row)
-
-    async def get_image(self, image_id: str) -> ImageRow | None:
-        async with self.session() as s:
-            return await s.get(ImageRow, image_id)
-
-    async def intermediate_ids(self, job_id: str) -> list[str]:
-        async with self.session() as s:
-            query = select(ImageRow.id).where(ImageRow.job_id == job_id, ImageRow.intermediate.is_(True))
-            return list((await s.scalars(query)).all())
-
-    async def delete_image(self, image_id: str) -> bool:
-        async with self.session() as s, s.begin():
-            row = await s.get(ImageRow, image_id)
-            if row is None:
-                return False
-            await s.delete(row)
-        return True
-
-    async def list_images(self, board_id: str, limit: int, offset: int) -> tuple[Sequence[ImageRow], int]:
-        where = ImageRow.board_id == board_id
-        async with self.session() as s:
-            rows = (
-                await s.scalars(select(ImageRow).where(where).order_by(ImageRow.created_at).limit(limit).offset(offset))
-            ).all()
-            total = await s.scalar(select(func.count()).select_from(ImageRow).where(where)) or 0
-        return rows, total
-
-    async def add_board(self, name: str) -> BoardRow:
-        board = BoardRow(id=uuid.uuid4().hex, name=name)
-        async with self.session() as s, s.begin():
-            s.add(board)
-        return board
-
-    async def get_board(self, board_id: str) -> BoardRow | None:
-        async with self.session() as s:
-            return await s.get(BoardRow, board_id)
-
-    async def list_boards(self) -> Sequence[BoardRow]:
-        async with self.session() as s:
-            return (await s.scalars(select(BoardRow).order_by(BoardRow.created_at))).all()
-
-    async def rename_board(self, board_id: str, name: str) -> BoardRow | None:
-        async with self.session() as s, s.begin():
-            board = await s.get(BoardRow, board_id)
-            if board is not None:
-                board.name = name
-        return board
-
-    async def delete_board(self, board_id: str) -> list[str] | None:
-        """Delete a board; return the ids of its images (the caller keeps or deletes them)."""
-        async with self.session() as s, s.begin():
-            board = await s.get(BoardRow, board_id)
-            if board is None:
-                return None
-            ids = list((await s.scalars(select(ImageRow.id).where(ImageRow.board_id == board_id))).all())
-            await s.execute(update(ImageRow).where(ImageRow.board_id == board_id).values(board_id=None))
-            await s.delete(board)
-        return ids
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes even for timezone-aware columns.
-    return value if value.tzinfo is not None else value.replace(tzinfo=utcnow().tzinfo)

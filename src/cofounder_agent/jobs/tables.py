@@ -5,12 +5,37 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store instants in UTC and read them back timezone-aware, on every backend.
+
+    SQLite has no zone-aware type: it keeps the wall-clock digits and drops the offset, so a
+    value is converted to UTC before it is written and tagged UTC when it is read.
+    PostgreSQL's ``timestamptz`` does the same by itself; the conversion is then a no-op.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one (see utcnow)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -33,7 +58,10 @@ class JobRow(Base):
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
     callback_url: Mapped[str | None] = mapped_column(Text, default=None)
-    board_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # A deleted board leaves its jobs unboarded, as it leaves its images.
+    board_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("boards.id", ondelete="SET NULL"), index=True, default=None
+    )
     stage: Mapped[str | None] = mapped_column(String(32), default=None)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
@@ -41,9 +69,9 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     image_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
 
 
@@ -52,7 +80,7 @@ class BoardRow(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ImageRow(Base):
@@ -68,4 +96,4 @@ class ImageRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16))
     intermediate: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from cofounder_agent.deps import GalleryDep, SettingsDep, StoreDep
+from cofounder_agent.deps import GalleryDep, SettingsDep
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import ImagePublic
@@ -27,24 +26,20 @@ def image_url(request: Request) -> Any:
 
 
 @router.get("/{image_id}", name="get_image", responses=NOT_FOUND)
-async def get_image(image_id: str, store: StoreDep, variant: Literal["full", "thumbnail"] = "full") -> FileResponse:
+async def get_image(image_id: str, gallery: GalleryDep, variant: Literal["full", "thumbnail"] = "full") -> FileResponse:
     """Download the image at full resolution, or a thumbnail (at most 256 px a side)."""
-    stored = store.find(image_id)
-    if stored is None:
-        raise AppError(404, "image_not_found", "no image with this id", field="image_id")
     if variant == "thumbnail":
-        thumb = await asyncio.to_thread(store.thumbnail, image_id)  # decoding can take a second
-        assert thumb is not None
-        return FileResponse(thumb, media_type="image/png", headers=IMMUTABLE)
+        return FileResponse(await gallery.thumbnail(image_id), media_type="image/png", headers=IMMUTABLE)
+    stored = await gallery.file(image_id)
     return FileResponse(stored.path, media_type=stored.media_type, headers=IMMUTABLE)
 
 
 @router.get("/{image_id}/metadata", responses=NOT_FOUND)
-async def image_metadata(image_id: str, request: Request, gallery: GalleryDep, store: StoreDep) -> dict[str, Any]:
+async def image_metadata(image_id: str, request: Request, gallery: GalleryDep) -> dict[str, Any]:
     """The image's record plus everything stored with it (generation parameters, stages, source)."""
     row = await gallery.image(image_id)
     public = gallery.public(row, image_url(request)).model_dump(mode="json")
-    return {**public, "metadata": store.metadata(image_id) or {}}
+    return {**public, "metadata": await gallery.metadata(image_id)}
 
 
 @upload_router.post("", status_code=201, responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}})

@@ -7,12 +7,13 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cofounder_agent.errors import AppError
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import BoardRow, ImageRow
 from cofounder_agent.schemas.jobs import BoardPublic, ImagePublic, ImagesPublic
-from cofounder_agent.storage import ImageStore, UnsupportedImage
+from cofounder_agent.storage import ImageStore, StoredImage, UnsupportedImage
 
 UrlFor = Callable[[str], str]
 
@@ -42,15 +43,43 @@ class Gallery:
         )
 
     async def image(self, image_id: str) -> ImageRow:
-        row = await self.db.get_image(image_id)
-        if row is None or self.files.find(image_id) is None:
-            raise _not_found("image", "image_id")
+        """The image's row, when the store wrote both the row and its file."""
+        row, _ = await self._stored(image_id)
         return row
 
+    async def file(self, image_id: str) -> StoredImage:
+        """The image's file, only for an id with a row: a file that got there otherwise is unknown."""
+        _, stored = await self._stored(image_id)
+        return stored
+
+    async def thumbnail(self, image_id: str) -> Path:
+        """The image's thumbnail; a file that does not decode is a 404 (logged), not a 500."""
+        row, _ = await self._stored(image_id)
+        path = await asyncio.to_thread(self.files.thumbnail, image_id, row.media_type)  # decoding takes a while
+        if path is None:
+            raise _not_found("image", "image_id")
+        return path
+
+    async def metadata(self, image_id: str) -> dict[str, Any]:
+        """What was stored with the image; empty when its sidecar is missing or unreadable."""
+        await self._stored(image_id)
+        return self.files.metadata(image_id) or {}
+
+    async def _stored(self, image_id: str) -> tuple[ImageRow, StoredImage]:
+        row = await self.db.get_image(image_id)
+        stored = None if row is None else self.files.find(image_id, row.media_type)
+        if row is None or stored is None:
+            raise _not_found("image", "image_id")
+        return row, stored
+
     async def upload(self, data: bytes, board_id: str | None) -> ImageRow:
-        """Store an uploaded PNG/JPEG/WebP after decoding it fully (so it can be refined later)."""
-        if board_id is not None:
-            await self.board(board_id, field="board_id")
+        """Store an uploaded PNG/JPEG/WebP after decoding it fully (so it can be refined later).
+
+        A board deleted while the upload is written leaves the image without a board.
+        """
+        if board_id is not None and await self.db.get_board(board_id) is None:
+            # A body field, not the path: 422 naming it, as POST /v1/jobs answers.
+            raise AppError(422, "invalid_request", "board_id: no board with this id", field="board_id")
         try:
             stored = await asyncio.to_thread(self.files.save_encoded, data, {"source": "upload"})
         except UnsupportedImage as exc:
@@ -63,8 +92,11 @@ class Gallery:
             height=stored.height,
             source="upload",
         )
-        await self.db.add_image(row)
-        return row
+        try:
+            return await self.db.add_image(row)
+        except Exception:  # no file is left without a row (recovery would find it only at the next start)
+            await asyncio.to_thread(self.files.delete, stored.id)
+            raise
 
     async def delete_image(self, image_id: str) -> None:
         found = await self.db.delete_image(image_id)
@@ -95,7 +127,7 @@ class Gallery:
         """Write the board's images into a temporary zip; return its path and a file name."""
         board = await self.board(board_id)
         rows, _ = await self.db.list_images(board_id, limit=100_000, offset=0)
-        paths = [found.path for row in rows if (found := self.files.find(row.id)) is not None]
+        paths = [found.path for row in rows if (found := self.files.find(row.id, row.media_type)) is not None]
         return await asyncio.to_thread(self._zip, paths), f"board-{board.id}.zip"
 
     def _zip(self, paths: list[Path]) -> Path:
