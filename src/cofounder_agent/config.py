@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     # Jobs (issue #3): backpressure, limits, webhooks, access.
     image_max_queue: int = Field(100, ge=1, description="queued jobs beyond this get 429")
     image_job_timeout_s: float = Field(600.0, gt=0)
+    # Admission by cost (docs/jobs.md): pixels x denoising steps over every image and stage
+    # pass, in megapixel-steps (1024x1024 for one step = 1). The heaviest built-in recipes at
+    # 1024x1024 and 40 steps cost 74 an image (full_pipeline) and 79 (adaptive, counting all
+    # its passes, with an img2img refiner), so 8 images fit (632); 8 x 2048x2048 x 200 steps
+    # (6400) and 8 progressive stages of 8 passes at 200 steps (6400 at strength 0.5, 12800
+    # at 1) are 6-13 times over.
+    image_max_job_cost: float = Field(
+        1000.0, gt=0, description="jobs costing more megapixel-steps are refused with 422 before queueing"
+    )
     image_max_body_mb: float = Field(1.0, gt=0, description="JSON request bodies")
     image_max_upload_mb: float = Field(20.0, gt=0)
     image_webhook_secret: SecretStr | None = None

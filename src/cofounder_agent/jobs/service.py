@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import AppError
+from cofounder_agent.jobs.cost import check_cost
 from cofounder_agent.jobs.events import Event, EventHub, terminal_event
 from cofounder_agent.jobs.named import RecipeBook
-from cofounder_agent.jobs.recipes import check_sizes, resolve_face_models, resolve_recipe
+from cofounder_agent.jobs.recipes import JOB_FIELDS, check_sizes, resolve_face_models, resolve_recipe
 from cofounder_agent.jobs.store import TERMINAL, QueueFull, Store
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
@@ -22,13 +23,18 @@ class JobService:
         self.store, self.worker, self.hub, self.settings = store, worker, hub, settings
         self.recipes = recipes
 
-    async def submit(self, recipe: JobCreate, idempotency_key: str | None = None) -> tuple[JobPublic, bool]:
-        """Queue a recipe; the bool says whether it is new (False: a repeated Idempotency-Key)."""
+    async def submit(
+        self, recipe: JobCreate, idempotency_key: str | None = None, fields: Mapping[str, str] = JOB_FIELDS
+    ) -> tuple[JobPublic, bool]:
+        """Queue a recipe; the bool says whether it is new (False: a repeated Idempotency-Key).
+
+        ``fields`` names job options as the calling endpoint's body does, for its 422s.
+        """
         if idempotency_key is not None:
             known = await self.store.find_by_key(idempotency_key)
             if known is not None:
                 return await self.public(known), False
-        resolved = resolve_recipe(self.recipes.apply(recipe), self.settings)
+        resolved = resolve_recipe(self.recipes.apply(recipe), self.settings, fields)
         # Stages the job wrote itself must have their face model; a named recipe's may go without.
         explicit = range(len(resolved.stages)) if "stages" in recipe.model_fields_set else range(0)
         resolve_face_models(resolved, self.settings, explicit)
@@ -55,6 +61,7 @@ class JobService:
                 raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
             sizes.append((row.width, row.height))
         check_sizes(resolved, sizes)
+        check_cost(resolved, sizes, self.settings.image_max_job_cost, fields)
         try:
             job, new = await self.store.add_job(
                 resolved.model_dump(mode="json"),

@@ -10,11 +10,15 @@ from fastapi import APIRouter, Request
 
 from cofounder_agent.deps import JobServiceDep, StoreDep
 from cofounder_agent.errors import AppError
+from cofounder_agent.jobs.recipes import JOB_FIELDS
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.schemas.openai import OpenAIImage, OpenAIImageRequest, OpenAIImagesResponse
 
 router = APIRouter(tags=["openai"])
+# Where job options live in OpenAI's body: the size sets width, height and (through the
+# server's defaults) the work per image; n is num_images.
+OPENAI_FIELDS = {**JOB_FIELDS, "num_images": "n"} | dict.fromkeys(("width", "height", "steps", "refiner_steps"), "size")
 
 
 @router.post(
@@ -27,7 +31,8 @@ async def create_images(
 ) -> OpenAIImagesResponse:
     """Generate ``n`` images through the job queue and answer in OpenAI's format."""
     width, height = body.dimensions
-    view, _ = await jobs.submit(JobCreate(prompt=body.prompt, width=width, height=height, num_images=body.n))
+    recipe = JobCreate(prompt=body.prompt, width=width, height=height, num_images=body.n)
+    view, _ = await jobs.submit(recipe, fields=OPENAI_FIELDS)
     job = await jobs.wait(view.id)
     if job.status != "succeeded":
         raise AppError(503, "generation_failed", f"job {job.id} {job.status}: {job.error}")

@@ -27,6 +27,7 @@ UrlFor = Callable[[str], str]
 
 # This endpoint's own names for the engine options (flat, as in the seed's request).
 SEED_FIELDS: Mapping[str, str] = {
+    "steps": "num_inference_steps",
     "switch_at": "switch_at",
     "refiner_steps": "refiner_steps",
     "refiner_strength": "refiner_strength",
@@ -112,7 +113,7 @@ class FeaturedImageService:
 
     async def _generate(self, recipe: JobCreate, url_for: UrlFor) -> ImageGenerationResponse:
         # The same queue as POST /v1/jobs: submit, then wait for the job to end.
-        view, _ = await self.jobs.submit(recipe)
+        view, _ = await self.jobs.submit(recipe, fields=SEED_FIELDS)
         job = await self.jobs.wait(view.id)
         if job.status != "succeeded" or not job.results:
             raise GenerationFailed(f"job {job.id} {job.status}: {job.error}")
