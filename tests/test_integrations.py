@@ -37,7 +37,11 @@ def _wait(url: str, job_id: str, **headers: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = make_settings(tmp_path_factory.mktemp("integrations"), image_webhook_secret="hook-secret")
+    settings = make_settings(
+        tmp_path_factory.mktemp("integrations"),
+        image_webhook_secret="hook-secret",
+        image_webhook_allow=["127.0.0.1/32"],  # the receiver is on loopback
+    )
     with running_server(settings) as url:
         wait_ready(url)
         yield url

@@ -57,7 +57,7 @@ async def test_worker_survives_a_store_error(tmp_path: Path) -> None:
 
 def test_jobs_failed_at_restart_are_announced(tmp_path: Path, receiver: Receiver) -> None:
     receiver.failures = 0
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, image_webhook_allow=["127.0.0.1/32"])  # the receiver is on loopback
 
     async def interrupted_twice() -> str:
         db = Store(sqlite_url(settings.image_data_dir))

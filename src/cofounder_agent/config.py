@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cofounder_agent.engine.params import RefinerMode, SchedulerName
+from cofounder_agent.services.egress import parse_allow_setting
 
 
 class Settings(BaseSettings):
@@ -80,6 +81,10 @@ class Settings(BaseSettings):
     image_max_upload_mb: float = Field(20.0, gt=0)
     image_webhook_secret: SecretStr | None = None
     image_webhook_attempts: int = Field(5, ge=1, le=20)
+    # NoDecode: the validator reads both a JSON list and "a,b" (pydantic-settings alone takes JSON only).
+    image_webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="host names and CIDRs webhooks may reach besides public addresses"
+    )
     image_api_key: SecretStr | None = None
 
     # Pexels stock photos (fallback source).
@@ -104,6 +109,11 @@ class Settings(BaseSettings):
     def _empty_means_unset(cls, value: object) -> object:
         # IMAGE_LOG_FILE= (empty) turns file logging off instead of naming the current directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("image_webhook_allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: object) -> list[str]:
+        return parse_allow_setting(value)
 
     @property
     def models_dir(self) -> Path:

@@ -20,6 +20,7 @@ from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.middleware import ApiKeyMiddleware, DeclaredSizeMiddleware, FormAsJsonMiddleware
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
+from cofounder_agent.services.egress import webhook_client
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.services.image_service import ImageService
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         app.state.gallery = Gallery(db, files)
 
         # 2. What happens when a job ends: metrics, and its webhook if it asked for one.
-        hooks_http = httpx.AsyncClient(timeout=10.0)
+        # Webhooks go through the egress policy: public addresses, or IMAGE_WEBHOOK_ALLOW.
+        hooks_http = webhook_client(settings.image_webhook_allow)
         webhooks = WebhookSender(hooks_http, settings.image_webhook_secret, settings.image_webhook_attempts)
         app.state.metrics = metrics = Metrics(db, image_service)
 

@@ -16,6 +16,7 @@ from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import ImageResult, JobCreate, JobPublic, JobsPublic
 from cofounder_agent.schemas.stages import InpaintStage, UpscaleStage
+from cofounder_agent.services.egress import EgressPolicy, EgressRefused, check_url
 
 
 class JobService:
@@ -62,6 +63,11 @@ class JobService:
             sizes.append((row.width, row.height))
         check_sizes(resolved, sizes)
         check_cost(resolved, sizes, self.settings.image_max_job_cost, fields)
+        if resolved.callback_url is not None:
+            try:
+                await check_url(str(resolved.callback_url), EgressPolicy.parse(self.settings.image_webhook_allow))
+            except EgressRefused as exc:
+                raise AppError(422, "invalid_request", f"callback_url: {exc.reason}", field="callback_url") from None
         try:
             job, new = await self.store.add_job(
                 resolved.model_dump(mode="json"),

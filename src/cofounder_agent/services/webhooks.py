@@ -11,6 +11,8 @@ import time
 import httpx
 from pydantic import SecretStr
 
+from cofounder_agent.services.egress import EgressRefused, check_shape
+
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Cofounder-Signature"
 
@@ -37,17 +39,23 @@ class WebhookSender:
     async def deliver(self, url: str, body: bytes, job_id: str) -> bool:
         """POST ``body`` until a 2xx, retrying 5xx, 429 and network errors with exponential backoff."""
         delay = self.first_delay_s
+        where = _origin(url)  # logs name the origin only: a path or query may carry a token
         for attempt in range(1, self.attempts + 1):
             timestamp = str(int(time.time()))
             headers = {"Content-Type": "application/json", "X-Cofounder-Timestamp": timestamp}
             if self.secret is not None:
                 headers[SIGNATURE_HEADER] = sign(self.secret.get_secret_value(), timestamp, body)
             try:
+                check_shape(url)  # jobs stored before the egress check was made at submit
                 response = await self.http.post(url, content=body, headers=headers)
                 if response.status_code < 300:
                     return True
                 retry = response.status_code >= 500 or response.status_code == 429
                 reason = f"HTTP {response.status_code}"
+            except EgressRefused as exc:
+                # The policy will not change its mind on a retry (the transport raised it at connect).
+                log.warning("webhook for job %s to %s refused by the egress policy: %s", job_id, where, exc.reason)
+                return False
             except httpx.HTTPError as exc:
                 retry, reason = True, type(exc).__name__
             log.warning("webhook for job %s: attempt %s/%s failed (%s)", job_id, attempt, self.attempts, reason)
@@ -55,9 +63,17 @@ class WebhookSender:
                 break
             await asyncio.sleep(delay)
             delay *= 2
-        log.error("webhook for job %s not delivered to %s", job_id, url)
+        log.error("webhook for job %s not delivered to %s", job_id, where)
         return False
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def _origin(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+        return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return "(an invalid URL)"
