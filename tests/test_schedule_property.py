@@ -53,11 +53,10 @@ def schedules(draw: st.DrawFn) -> tuple[int, float, float, SchedulerName]:
     steps = draw(st.integers(1, MAX_STEPS))
     # switch_at: anywhere, a step fraction (5 x 0.8), or exactly on a timestep of the schedule.
     timestep = draw(st.sampled_from([int(t) for t in schedule.timesteps(steps, scheduler)]))
-    on_timestep = min(max(1 - timestep / 1000, 0.0005), 0.9995)
-    fraction = draw(st.integers(1, max(steps - 1, 1))) / steps
-    switch_at = draw(
-        st.one_of(st.floats(0.0005, 0.9995), st.just(fraction), st.just(on_timestep), st.just(1 - fraction))
-    )
+    fraction = draw(st.integers(0, steps)) / steps
+    special = draw(st.sampled_from([fraction, 1 - fraction, 1 - timestep / 1000]))
+    # The API's range, 0 < switch_at < 1: diffusers ignores denoising_start/end outside it.
+    switch_at = draw(st.one_of(st.floats(0.0001, 0.9999), st.just(min(max(special, 0.0001), 0.9999))))
     kept = draw(st.integers(0, steps))
     strength = draw(st.one_of(st.floats(0.001, 1.0), st.just(max(kept / steps, 0.001))))
     return steps, switch_at, strength, scheduler

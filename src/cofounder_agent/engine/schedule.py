@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -57,10 +57,20 @@ def order(scheduler: SchedulerName) -> int:
 
 
 def timesteps(steps: int, scheduler: SchedulerName, config: SchedulerConfig | None = None) -> npt.NDArray[np.float64]:
-    """The timesteps ``scheduler.set_timesteps(steps)`` leaves, one per loop iteration."""
+    """The timesteps ``scheduler.set_timesteps(steps)`` leaves, one per loop iteration (read-only)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, not {steps}")
-    config = config or sdxl_config()
+    return _timesteps(steps, scheduler, config or sdxl_config())
+
+
+@lru_cache(maxsize=4096)  # Karras' sigmas take ~25 ms for 200 steps, and the web tier asks per request
+def _timesteps(steps: int, scheduler: SchedulerName, config: SchedulerConfig) -> npt.NDArray[np.float64]:
+    values = _compute(steps, scheduler, config)
+    values.setflags(write=False)
+    return values
+
+
+def _compute(steps: int, scheduler: SchedulerName, config: SchedulerConfig) -> npt.NDArray[np.float64]:
     if scheduler == "dpmpp_2m_karras":
         return _karras_timesteps(steps, config)
     parts = steps + 1 if scheduler in _MULTISTEP else steps
