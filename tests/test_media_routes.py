@@ -60,7 +60,7 @@ def test_missing_prompt_and_malformed_json_are_422(tiny_server: str) -> None:
         ({"refiner_mode": "img2img", "switch_at": 0.7}, "switch_at"),
         # schedules in which a stage would run no step at all
         ({"refiner_mode": "img2img", "refiner_steps": 3, "refiner_strength": 0.3}, "refiner_strength"),
-        ({"refiner_mode": "ensemble", "switch_at": 0.99}, "switch_at"),
+        ({"refiner_mode": "ensemble", "switch_at": 0.9999}, "switch_at"),  # no timestep below the cutoff
         ({"refiner_mode": "ensemble", "switch_at": 0.01}, "switch_at"),
     ],
 )

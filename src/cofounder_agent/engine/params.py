@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
+from cofounder_agent.engine.schedule import ensemble_split, img2img_steps, min_strength
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -57,15 +59,30 @@ class GenerationParams:
         """Name the field that leaves a stage with no denoising step, or None when all run.
 
         diffusers silently returns an empty latent for an empty schedule; the caller turns
-        this into a 422 (HTTP) or a usage error (CLI) before anything runs.
+        this into a 422 (HTTP) or a usage error (CLI) before anything runs. The counts are
+        the ones diffusers runs (``engine.schedule``), not products of floats.
         """
-        if self.refiner_mode == "img2img" and int(self.refiner_steps * self.refiner_strength) < 1:
-            return "refiner_strength", "refiner_steps x refiner_strength must be at least 1 (no refiner step runs)"
+        if (
+            self.refiner_mode == "img2img"
+            and img2img_steps(self.refiner_steps, self.refiner_strength, self.scheduler) < 1
+        ):
+            lowest = min_strength(self.refiner_steps)
+            return "refiner_strength", (
+                f"{self.refiner_steps} refiner steps at strength {self.refiner_strength} run no refiner step: "
+                f"use a strength of at least {lowest:.4g}, more refiner steps, or refiner mode none"
+            )
         if self.refiner_mode == "ensemble":
-            if self.steps * self.switch_at < 1:
-                return "switch_at", "num_inference_steps x switch_at must be at least 1 (no base step runs)"
-            if self.steps * (1 - self.switch_at) < 1:
-                return "switch_at", "num_inference_steps x (1 - switch_at) must be at least 1 (no refiner step runs)"
+            base, refiner = ensemble_split(self.steps, self.switch_at, self.scheduler)
+            if base < 1:
+                return "switch_at", (
+                    f"with {self.steps} steps ({self.scheduler}), switch_at {self.switch_at} leaves the base no "
+                    "step: raise switch_at, use more steps, or refiner mode none"
+                )
+            if refiner < 1:
+                return "switch_at", (
+                    f"with {self.steps} steps ({self.scheduler}), switch_at {self.switch_at} leaves the refiner "
+                    "no step: lower switch_at, use more steps, or refiner mode none"
+                )
         return None
 
 

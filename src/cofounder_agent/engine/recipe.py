@@ -14,6 +14,7 @@ from PIL.Image import Image
 
 from cofounder_agent.engine.models import LoadedModels
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
+from cofounder_agent.engine.schedule import min_strength
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
 from cofounder_agent.engine.stages.face import detect_faces, restore_faces, spandrel_restorer
@@ -195,7 +196,7 @@ class StageRunner:
         while scores[-1] < spec.threshold and len(passes) < spec.max_passes:
             # Strength from the gap to the threshold (the seed's rule), but at least one step.
             strength = min(spec.max_strength, (spec.threshold - scores[-1]) * 0.8)
-            strength = min(1.0, max(strength, (1.0 + 1e-6) / spec.steps))  # int(steps * strength) >= 1
+            strength = min(1.0, max(strength, min_strength(spec.steps)))
             image = refine(image, strength, spec.steps, f"adaptive.{len(passes) + 1}")
             passes.append(image)
             scores.append(quality(image))

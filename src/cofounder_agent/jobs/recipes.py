@@ -8,6 +8,7 @@ from typing import Any
 
 from cofounder_agent.config import Settings
 from cofounder_agent.engine.params import MAX_SEED, GenerationParams
+from cofounder_agent.engine.schedule import ensemble_split, full_steps, img2img_steps, min_strength
 from cofounder_agent.engine.stages.upscale import tiles  # numpy and PIL only: no torch
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
@@ -49,8 +50,11 @@ def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, s
             continue  # detail levels always run steps; face models run none
         strengths = stage.strengths if isinstance(stage, ProgressiveStage) else [getattr(stage, "strength", None)]
         field = "strengths" if isinstance(stage, ProgressiveStage) else "strength"
-        if any(s is not None and int(stage.steps * s) < 1 for s in strengths):
-            raise invalid(f"stages.{index}.{field}", "steps x strength must be at least 1 (no denoising step runs)")
+        scheduler = recipe.scheduler or settings.image_scheduler
+        if any(s is not None and img2img_steps(stage.steps, s, scheduler) < 1 for s in strengths):
+            lowest = min_strength(stage.steps)
+            message = f"{stage.steps} steps at this strength run no denoising step: use a strength of at least "
+            raise invalid(f"stages.{index}.{field}", message + f"{lowest:.4g} or more steps")
     if recipe.input_image_ids and not recipe.stages:
         raise invalid("stages", "refining input_image_ids needs at least one stage (e.g. refine)")
     if recipe.input_image_ids and recipe.num_images != 1:
@@ -106,29 +110,42 @@ def job_params(recipe: JobCreate) -> list[GenerationParams]:
 
 
 def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None, generates: bool = True) -> int:
-    """Steps one image runs, for progress and ETA (an estimate where a stage decides as it goes)."""
-    total = params.steps if generates else 0
+    """Step callbacks one image runs, for progress and ETA (an estimate only for adaptive stages).
+
+    The counts are diffusers' own (``engine.schedule``): a Heun step is two callbacks.
+    """
+    scheduler = params.scheduler
+
+    def img2img(steps: int, strength: float) -> int:
+        return img2img_steps(steps, strength, scheduler)
+
+    total = 0
+    if generates and params.refiner_mode == "ensemble":
+        total += sum(ensemble_split(params.steps, params.switch_at, scheduler))
+    elif generates:
+        total += full_steps(params.steps, scheduler)
+        if params.refiner_mode == "img2img":
+            total += img2img(params.refiner_steps, params.refiner_strength)
     width, height = params.width, params.height
-    if generates and params.refiner_mode == "img2img":
-        total += int(params.refiner_steps * params.refiner_strength)
     for spec in stages or []:
         if isinstance(spec, ProgressiveStage):
-            total += sum(int(spec.steps * s) for s in spec.strengths)
+            total += sum(img2img(spec.steps, s) for s in spec.strengths)
         elif isinstance(spec, AdaptiveStage):
-            total += spec.max_passes * int(spec.steps * spec.max_strength) // 2  # it often stops early
+            # It picks each pass's strength as it goes and often stops early: count half the passes.
+            total += spec.max_passes * img2img(spec.steps, spec.max_strength) // 2
         elif isinstance(spec, UpscaleStage):
             width, height = width * spec.factor, height * spec.factor
             if spec.upscaler is None:  # the refine pass runs once per tile of the enlarged picture
-                total += len(list(tiles(width, height, spec.tile, spec.overlap))) * int(spec.steps * spec.strength)
+                total += len(list(tiles(width, height, spec.tile, spec.overlap))) * img2img(spec.steps, spec.strength)
         elif isinstance(spec, VariationsStage):
-            total += int(spec.steps * spec.strength)  # one batched loop
+            total += img2img(spec.steps, spec.strength)  # one batched loop
         elif isinstance(spec, InpaintStage):
             steps, strength, _ = DETAIL_LEVELS[spec.detail]
-            total += int(steps * strength)
+            total += img2img(steps, strength)
         elif isinstance(spec, FaceRestoreStage):
             pass  # a face model, no denoising steps
         else:
-            total += int(spec.steps * spec.strength)
+            total += img2img(spec.steps, spec.strength)
     return total
 
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image as PILImage
 from PIL.Image import Image
 
+from cofounder_agent.engine.schedule import img2img_runs
 from cofounder_agent.engine.stages.common import StepCallback, step_hook
 from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
@@ -47,8 +48,8 @@ def refine_image(
     on_step: StepCallback | None = None,
 ) -> Image:
     """Re-noise ``image`` by ``strength`` and denoise it again; return the new picture."""
-    if int(spec.steps * spec.strength) < 1:
-        raise ValueError("steps x strength must be at least 1: no denoising step would run")
+    if not img2img_runs(spec.steps, spec.strength):
+        raise ValueError(f"{spec.steps} steps at strength {spec.strength}: no denoising step would run")
     size = image.size
     latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
     out = pipe(
@@ -75,8 +76,8 @@ def refine_variations(
     on_step: StepCallback | None = None,
 ) -> list[Image]:
     """Refine one picture under several prompts in one batched call (one encode, one denoising loop)."""
-    if int(spec.steps * spec.strength) < 1:
-        raise ValueError("steps x strength must be at least 1: no denoising step would run")
+    if not img2img_runs(spec.steps, spec.strength):
+        raise ValueError(f"{spec.steps} steps at strength {spec.strength}: no denoising step would run")
     latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
     out = pipe(
         prompt=prompts,
