@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from cofounder_agent.engine import schedule
+from cofounder_agent.engine.params import SchedulerName
 from cofounder_agent.engine.stages.upscale import tiles  # numpy and PIL only: no torch
 from cofounder_agent.jobs.recipes import JOB_FIELDS, invalid
 from cofounder_agent.schemas.jobs import JobCreate
@@ -32,11 +34,9 @@ MAX_DENOISE_PIXELS = 2048 * 2048
 DEFAULT_STEPS: int = JobCreate.model_fields["steps"].default
 
 
-def img2img_steps(steps: int, strength: float, scheduler: str | None = None) -> int:
-    """Denoising steps an img2img pass runs: ``steps`` re-noised by ``strength``."""
-    # The one place that counts a pass's steps, to be swapped for engine/schedule.py's exact
-    # count (some schedulers run one more or one fewer); ``scheduler`` is for that count.
-    return int(steps * strength)
+def img2img_steps(steps: int, strength: float, scheduler: SchedulerName | None) -> int:
+    """Denoising steps an img2img pass runs: ``steps`` re-noised by ``strength``, as diffusers counts."""
+    return schedule.img2img_steps(steps, strength, scheduler or "euler")
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ def denoising_steps(params: GenerationParams, stages: list[Stage] | None = None,
         elif isinstance(spec, UpscaleStage):
             width, height = width * spec.factor, height * spec.factor
             if spec.upscaler is None:  # the refine pass runs once per tile of the enlarged picture
-                total += len(list(tiles(width, height, spec.tile, spec.overlap))) * img2img(spec.steps, spec.strength)
+                overlap = min(spec.overlap, spec.tile // 2)  # as the engine tiles (engine/recipe.py)
+                total += len(list(tiles(width, height, spec.tile, overlap))) * img2img(spec.steps, spec.strength)
         elif isinstance(spec, VariationsStage):
             total += img2img(spec.steps, spec.strength)  # one batched loop
         elif isinstance(spec, InpaintStage):
