@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cofounder_agent.engine.params import RefinerMode, SchedulerName
 
+EMPTY_API_KEY = "IMAGE_API_KEY is set but empty: set a key, or unset the variable to run without auth"
+
 
 class Settings(BaseSettings):
     """Every knob of the service; the environment variable is the field name in capitals."""
@@ -86,7 +88,6 @@ class Settings(BaseSettings):
         "image_refiner_single_file_config",
         "pexels_api_key",
         "image_webhook_secret",
-        "image_api_key",
         "image_models_dir",
         "image_face_model",
         mode="before",
@@ -95,6 +96,16 @@ class Settings(BaseSettings):
     def _empty_means_unset(cls, value: object) -> object:
         # IMAGE_LOG_FILE= (empty) turns file logging off instead of naming the current directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("image_api_key", mode="before")
+    @classmethod
+    def _api_key_not_empty(cls, value: object) -> object:
+        # The server listens on all interfaces in a container: an empty key (a typo, an unset
+        # shell variable in a compose file) must not quietly mean "no auth".
+        given = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(given, str) and not given.strip():
+            raise ValueError(EMPTY_API_KEY)
+        return value
 
     @property
     def models_dir(self) -> Path:
