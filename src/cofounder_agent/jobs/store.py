@@ -278,6 +278,16 @@ class Store:
             query = select(ImageRow.id).where(ImageRow.job_id == job_id, ImageRow.intermediate.is_(True))
             return list((await s.scalars(query)).all())
 
+    async def forget_intermediates(self, job_id: str, image_ids: set[str]) -> None:
+        """Drop these ids from the job's stored ``results[].intermediate_ids``."""
+        async with self.session() as s, s.begin():
+            job = await s.get(JobRow, job_id)
+            if job is not None:  # a new list: the JSON column sees a replacement, not an edit
+                job.results = [
+                    {**r, "intermediate_ids": [i for i in r.get("intermediate_ids", []) if i not in image_ids]}
+                    for r in job.results
+                ]
+
     async def delete_image(self, image_id: str) -> bool:
         async with self.session() as s, s.begin():
             row = await s.get(ImageRow, image_id)
