@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import make_settings, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, running_server, wait_ready
 
-LIMIT_S = 600  # outer limit only: the waits below end on states, never on a machine's speed
 # Slow enough that a poll sees them running long before they end, on any machine. A client
 # that leaves cancels its job early, so the first is big; a kept job runs to its end.
 SLOW = {"width": 512, "height": 512}
@@ -45,7 +44,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     with running_server(make_settings(tmp_path, image_refiner_model="none")) as url:
-        wait_ready(url, timeout=LIMIT_S)
+        wait_ready(url)
         yield url
 
 
