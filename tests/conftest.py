@@ -20,6 +20,10 @@ from cofounder_agent.config import Settings
 from cofounder_agent.main import create_app
 from webhook_receiver import Receiver
 
+# The outer limit of any wait on work (model loads, jobs, servers starting): generous, since a
+# loaded machine is only slower. Waits end on states; this only catches a hang.
+LIMIT_S = 600
+
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -66,7 +70,7 @@ def running_server(settings: Settings, transport: httpx.AsyncBaseTransport | Non
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIMIT_S
         while not server.started:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("server did not start")
@@ -78,7 +82,7 @@ def running_server(settings: Settings, transport: httpx.AsyncBaseTransport | Non
         sock.close()
 
 
-def wait_ready(base_url: str, timeout: float = 120) -> None:
+def wait_ready(base_url: str, timeout: float = LIMIT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if httpx.get(f"{base_url}/readyz").status_code == 200:

@@ -16,7 +16,7 @@ from cofounder_agent.engine.models import load_models
 from cofounder_agent.engine.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.recipes import job_params, stored_recipe
-from conftest import make_settings, pixels, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 # Batched kernels round differently from batch-1 ones; a level or two of 255 at most.
 TOLERANCE = 2
@@ -68,7 +68,7 @@ def test_a_cancelled_member_leaves_the_others_running(engine: TwoStageGenerator)
 def test_queued_compatible_jobs_run_as_one_batch(tmp_path: Any, engine: TwoStageGenerator) -> None:
     settings = make_settings(tmp_path, image_batch_max=4)
     small = {"width": 64, "height": 64, "steps": 20}
-    with running_server(settings) as url, Client(url, timeout=120) as client:
+    with running_server(settings) as url, Client(url, timeout=LIMIT_S) as client:
         wait_ready(url)
         # A job of another size holds the worker while the compatible ones queue up behind it.
         blocker = client.submit({"prompt": "a slow castle", "width": 256, "height": 256, "steps": 60})
@@ -76,7 +76,7 @@ def test_queued_compatible_jobs_run_as_one_batch(tmp_path: Any, engine: TwoStage
             client.submit({"prompt": p, "seed": s, **small}) for p, s in (("a fox", 1), ("a lake", 2), ("a bird", 3))
         ]
         odd = client.submit({"prompt": "an odd one", "seed": 4, **small, "guidance_scale": 3.0})
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + LIMIT_S
         done = [client.wait(job.id, timeout=max(1.0, deadline - time.monotonic())) for job in [blocker, *jobs, odd]]
         assert all(job.status == "succeeded" for job in done), [job.error for job in done]
         for job in done[1:4]:

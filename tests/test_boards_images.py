@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import make_settings, pixels, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _job_image(client: httpx.Client, board_id: str) -> str:
         "/v1/jobs", json={"prompt": "a boat", "width": 64, "height": 64, "steps": 20, "board_id": board_id}
     )
     job_id = job.json()["id"]
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + LIMIT_S
     while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] != "succeeded":
         assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
         time.sleep(0.05)
@@ -42,7 +42,7 @@ def _job_image(client: httpx.Client, board_id: str) -> str:
 
 
 def test_board_lifecycle_with_generated_and_uploaded_images(server: str) -> None:
-    with httpx.Client(base_url=server, timeout=120) as client:
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
         board = client.post("/v1/boards", json={"name": "  Harbour  "})
         assert board.status_code == 201 and board.json()["name"] == "Harbour"
         board_id = board.json()["id"]
@@ -73,7 +73,7 @@ def test_board_lifecycle_with_generated_and_uploaded_images(server: str) -> None
 
 
 def test_deleting_a_board_keeps_its_images_by_default(server: str) -> None:
-    with httpx.Client(base_url=server, timeout=120) as client:
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
         board_id = client.post("/v1/boards", json={"name": "keep"}).json()["id"]
         image_id = _job_image(client, board_id)
         assert client.delete(f"/v1/boards/{board_id}").status_code == 204
@@ -82,7 +82,7 @@ def test_deleting_a_board_keeps_its_images_by_default(server: str) -> None:
 
 
 def test_thumbnail_and_metadata(server: str) -> None:
-    with httpx.Client(base_url=server, timeout=120) as client:
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
         image_id = client.post("/v1/images", files={"file": ("a.png", _png((1000, 500)), "image/png")}).json()["id"]
         thumb = client.get(f"/v1/images/{image_id}", params={"variant": "thumbnail"})
         assert thumb.headers["content-type"] == "image/png" and pixels(thumb.content).shape == (128, 256, 3)

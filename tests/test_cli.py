@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import max_diff, pixels
+from conftest import LIMIT_S, max_diff, pixels
 
 CLI = [sys.executable, "-m", "cofounder_agent"]
 
@@ -26,7 +26,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_export_tiny_then_generate_from_the_folders(tmp_path: Path) -> None:
-    export = subprocess.run([*CLI, "export-tiny", str(tmp_path / "tiny")], capture_output=True, text=True, timeout=300)
+    export = subprocess.run(
+        [*CLI, "export-tiny", str(tmp_path / "tiny")], capture_output=True, text=True, timeout=LIMIT_S
+    )
     assert export.returncode == 0, export.stderr
     env = _env(tmp_path, IMAGE_MODEL=str(tmp_path / "tiny/base"), IMAGE_REFINER_MODEL=str(tmp_path / "tiny/refiner"))
     args = [
@@ -43,7 +45,7 @@ def test_export_tiny_then_generate_from_the_folders(tmp_path: Path) -> None:
         "64",
     ]
     args += ["--base-steps", "20", "--refiner-mode", "img2img", "--refine-steps", "20", "--refine-strength", "0.5"]
-    runs = [subprocess.run(args, env=env, capture_output=True, text=True, timeout=300) for _ in range(2)]
+    runs = [subprocess.run(args, env=env, capture_output=True, text=True, timeout=LIMIT_S) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     paths = [Path(json.loads(r.stdout.strip().splitlines()[-1])["path"]) for r in runs]
     with Image.open(paths[0]) as image:
@@ -54,13 +56,13 @@ def test_export_tiny_then_generate_from_the_folders(tmp_path: Path) -> None:
 
 
 def test_generate_rejects_bad_sizes_by_name(tmp_path: Path) -> None:
-    out = subprocess.run([*CLI, "generate", "x", "--width", "1001"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*CLI, "generate", "x", "--width", "1001"], capture_output=True, text=True, timeout=LIMIT_S)
     assert out.returncode == 2 and "--width must be a multiple of 8" in out.stderr
 
 
 def test_generate_rejects_an_empty_refiner_schedule_before_loading(tmp_path: Path) -> None:
     args = [*CLI, "generate", "x", "--refiner-mode", "img2img", "--refine-steps", "1", "--refine-strength", "0.3"]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=_env(tmp_path))
+    out = subprocess.run(args, capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path))
     assert out.returncode == 1 and "--refine-strength" in out.stderr
     assert "TINY MODEL" not in out.stderr  # refused before any model was loaded
 
@@ -79,7 +81,7 @@ def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + LIMIT_S
         while True:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             try:
@@ -94,8 +96,8 @@ def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
             b'{"prompt":"a castle","use_generation":true,"seed":42,"num_inference_steps":20,"width":128,"height":128}'
         )
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        first = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=120)
-        second = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=120)
+        first = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=LIMIT_S)
+        second = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=LIMIT_S)
         assert first.status_code == second.status_code == 200, first.text
         images = [httpx.get(r.json()["image_url"]) for r in (first, second)]
         assert all(i.headers["content-type"] == "image/png" for i in images)
@@ -114,7 +116,7 @@ def test_generate_with_upscale_and_a_recipe(tmp_path: Path) -> None:
         env=_env(tmp_path, IMAGE_MODEL="tiny"),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=LIMIT_S,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     path = Path(json.loads(run.stdout.strip().splitlines()[-1])["path"])
@@ -126,14 +128,14 @@ def test_generate_with_upscale_and_a_recipe(tmp_path: Path) -> None:
 
 def test_generate_refuses_unavailable_or_unknown_options(tmp_path: Path) -> None:
     face = subprocess.run(
-        [*CLI, "generate", "x", "--enhance-face"], capture_output=True, text=True, timeout=120, env=_env(tmp_path)
+        [*CLI, "generate", "x", "--enhance-face"], capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path)
     )
     assert face.returncode == 1 and "stages.0.face_model: no face restoration model" in face.stderr
     assert "TINY MODEL" not in face.stderr  # refused before any model loads
     strength = subprocess.run([*CLI, "generate", "x", "--face-strength", "0.4"], capture_output=True, text=True)
     assert strength.returncode == 2 and "only applies with --enhance-face" in strength.stderr
     recipe = subprocess.run(
-        [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=120, env=_env(tmp_path)
+        [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path)
     )
     assert recipe.returncode == 1 and "--recipe" in recipe.stderr and "TINY MODEL" not in recipe.stderr
 
@@ -147,7 +149,7 @@ def test_generate_applies_a_saved_recipe_and_flags_win(tmp_path: Path) -> None:
     env = _env(tmp_path, IMAGE_MODEL="tiny")
     args = [*CLI, "generate", "a boat", "-o", str(tmp_path / "out"), "--recipe", "small", "--seed", "1"]
     runs = [
-        subprocess.run(args + extra, env=env, capture_output=True, text=True, timeout=300)
+        subprocess.run(args + extra, env=env, capture_output=True, text=True, timeout=LIMIT_S)
         for extra in ([], ["--width", "128"])
     ]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cofounder_agent.client import Client
-from conftest import make_settings, pixels, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 CLI = [sys.executable, "-m", "cofounder_agent"]
 FAST = ["--width", "64", "--height", "64", "--steps", "20"]
@@ -32,7 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # The user's own server URL and key must not leak into the tests.
     clean = {k: v for k, v in os.environ.items() if k not in ("COFOUNDER_URL", "IMAGE_API_KEY")}
-    return subprocess.run([*CLI, *args], env={**clean, **env}, capture_output=True, text=True, timeout=180)
+    return subprocess.run([*CLI, *args], env={**clean, **env}, capture_output=True, text=True, timeout=LIMIT_S)
 
 
 def test_submit_wait_saves_the_png(server: str, tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_submit_without_wait_prints_the_queued_job(server: str) -> None:
     job = json.loads(out.stdout)
     assert job["status"] in ("queued", "running", "succeeded") and job["priority"] == 3
     with Client(server) as client:
-        assert client.wait(job["id"], timeout=120).status == "succeeded"
+        assert client.wait(job["id"], timeout=LIMIT_S).status == "succeeded"
 
 
 def test_status_cancel_and_wait_on_a_cancelled_job(server: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from cofounder_agent.client import ApiError, AsyncClient, Client, JobEvent
 from cofounder_agent.schemas.jobs import JobCreate
-from conftest import make_settings, pixels, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 FAST: dict[str, Any] = {"prompt": "a castle", "width": 64, "height": 64, "steps": 20}
 # Slow enough on 2 CPU cores (~0.1 s a step) to keep the worker busy while other jobs queue.
@@ -29,14 +29,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def client(server: str) -> Iterator[Client]:
-    with Client(server, timeout=120) as sdk:
+    with Client(server, timeout=LIMIT_S) as sdk:
         yield sdk
 
 
 def test_submit_wait_and_download(client: Client, tmp_path: Path) -> None:
     job = client.submit(JobCreate(**FAST, seed=7))
     assert job.status == "queued" and job.recipe["width"] == 64
-    done = client.wait(job.id, timeout=120)
+    done = client.wait(job.id, timeout=LIMIT_S)
     assert done.status == "succeeded" and done.progress == 1.0 and len(done.image_ids) == 1
     (image_id,) = done.image_ids
 
@@ -69,7 +69,7 @@ def test_cancel_a_queued_job(client: Client) -> None:
     cancelled = client.cancel(fast.id)
     assert (cancelled.status, cancelled.started_at) == ("cancelled", None)
     assert cancelled.error == "cancelled before it started"
-    assert client.wait(fast.id, timeout=10).status == "cancelled"
+    assert client.wait(fast.id, timeout=LIMIT_S).status == "cancelled"
     assert client.cancel(slow.id).status == "cancelled"
     with pytest.raises(ApiError) as finished:
         client.cancel(fast.id)
@@ -142,11 +142,11 @@ def test_api_key_is_sent_as_a_bearer_token(tmp_path: Path) -> None:
 
 
 async def test_async_client(server: str, tmp_path: Path) -> None:
-    async with AsyncClient(server, timeout=120) as sdk:
+    async with AsyncClient(server, timeout=LIMIT_S) as sdk:
         job = await sdk.submit(FAST)
         kinds = [event.type async for event in sdk.events(job.id)]
         assert kinds.count("step") == 20 and kinds[-1] == "succeeded"
-        done = await sdk.wait(job.id, timeout=60)
+        done = await sdk.wait(job.id, timeout=LIMIT_S)
         assert done.status == "succeeded" and done == await sdk.get(job.id)
         path = await sdk.download(done.image_ids[0], tmp_path)
         assert path.suffix == ".png" and path.read_bytes() == await sdk.image_bytes(done.image_ids[0])
@@ -158,7 +158,7 @@ async def test_async_client(server: str, tmp_path: Path) -> None:
         with pytest.raises(TimeoutError, match=r"did not finish within 0\.5 s"):
             await sdk.wait(slow.id, timeout=0.5)
         assert (await sdk.cancel(slow.id)).status == "cancelled"
-        assert (await sdk.wait(slow.id, timeout=30)).status == "cancelled"
+        assert (await sdk.wait(slow.id, timeout=LIMIT_S)).status == "cancelled"
 
         with pytest.raises(ApiError) as invalid:
             await sdk.submit({**FAST, "width": 1001})
@@ -175,7 +175,7 @@ def test_boards_round_trip(client: Client, tmp_path: Path) -> None:
     renamed = client.rename_board(board.id, "old castles")
     assert (renamed.id, renamed.name) == (board.id, "old castles")
 
-    done = client.wait(client.submit({**FAST, "board_id": board.id}).id, timeout=120)
+    done = client.wait(client.submit({**FAST, "board_id": board.id}).id, timeout=LIMIT_S)
     assert done.status == "succeeded", done.error
     (image_id,) = done.image_ids
     images = client.board_images(board.id)
@@ -198,7 +198,7 @@ def test_boards_round_trip(client: Client, tmp_path: Path) -> None:
 
 def test_deleting_a_board_can_delete_its_images(client: Client) -> None:
     board = client.create_board("scratch")
-    done = client.wait(client.submit({**FAST, "board_id": board.id}).id, timeout=120)
+    done = client.wait(client.submit({**FAST, "board_id": board.id}).id, timeout=LIMIT_S)
     client.delete_board(board.id, delete_images=True)
     with pytest.raises(ApiError) as gone:
         client.image_bytes(done.image_ids[0])

@@ -24,7 +24,7 @@ from cofounder_agent.engine.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.recipe import StageRunner
 from cofounder_agent.engine.stages.face import CROP, TEMPLATE_EYES, Face, detect_faces, restore_faces
 from cofounder_agent.schemas.stages import FaceRestoreStage
-from conftest import make_settings, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, running_server, wait_ready
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 PARAMS = GenerationParams(prompt="a portrait", seed=5, width=64, height=64, steps=20)
@@ -150,10 +150,10 @@ def test_an_explicit_face_stage_needs_a_model(server: str, stage: dict[str, Any]
 
 def test_the_portrait_recipe_runs_without_a_face_model(server: str) -> None:
     body = {"prompt": "a portrait", "width": 64, "height": 64, "steps": 20, "recipe": "portrait"}
-    with Client(server, timeout=120) as client:
+    with Client(server, timeout=LIMIT_S) as client:
         job = client.submit(body)
         assert [s["type"] for s in job.recipe["stages"]] == ["refine", "face_restore"]
-        done = client.wait(job.id, timeout=120)
+        done = client.wait(job.id, timeout=LIMIT_S)
         assert done.status == "succeeded", done.error
         refine, face = done.results[0].recipe_stages
         assert refine["outcome"] == "ok" and face["outcome"] == "skipped" and "IMAGE_FACE_MODEL" in face["detail"]

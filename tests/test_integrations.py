@@ -19,14 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cofounder_agent.logging_setup import configure_logging, job_context
 from cofounder_agent.services.webhooks import SIGNATURE_HEADER, sign
-from conftest import make_settings, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, running_server, wait_ready
 from webhook_receiver import Receiver
 
 FAST: dict[str, Any] = {"prompt": "a kite", "width": 64, "height": 64, "steps": 20}
 
 
 def _wait(url: str, job_id: str, **headers: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + LIMIT_S
     while True:
         job: dict[str, Any] = httpx.get(f"{url}/v1/jobs/{job_id}", headers=headers).json()
         if job["status"] not in ("queued", "running"):
@@ -76,7 +76,7 @@ def test_api_key_guards_every_route_but_healthz(tmp_path: Path) -> None:
 def test_webhook_is_retried_signed_and_carries_the_final_job(server: str, receiver: Receiver) -> None:
     job = httpx.post(f"{server}/v1/jobs", json={**FAST, "callback_url": receiver.url}).json()
     assert _wait(server, job["id"])["status"] == "succeeded"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + LIMIT_S
     while len(receiver.received) < 2:
         assert time.monotonic() < deadline, receiver.received
         time.sleep(0.05)
@@ -135,7 +135,7 @@ def test_json_logs_carry_the_job_id(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_openai_client_b64_json_1024(server: str) -> None:
-    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", timeout=300)
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", timeout=LIMIT_S)
     result = client.images.generate(model="sdxl", prompt="a lighthouse", size="1024x1024", response_format="b64_json")
     assert result.created > 0 and len(result.data) == 1 and result.data[0].revised_prompt == "a lighthouse"
     with Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or ""))) as image:
@@ -143,7 +143,7 @@ def test_openai_client_b64_json_1024(server: str) -> None:
 
 
 def test_openai_client_urls_and_errors(server: str) -> None:
-    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", timeout=120)
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", timeout=LIMIT_S)
     result = client.images.generate(prompt="two kites", n=2, size="64x64", response_format="url")  # type: ignore[arg-type]
     urls = [item.url or "" for item in result.data]
     assert len(urls) == 2 and all(httpx.get(u).headers["content-type"] == "image/png" for u in urls)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from conftest import make_settings, pixels, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 FAST: dict[str, Any] = {"prompt": "a castle", "width": 64, "height": 64, "steps": 20}
 # Slow enough on 2 CPU cores (~0.1 s a step) to be cancelled or timed out mid-run.
@@ -33,7 +33,7 @@ def _submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> dict[
     return job
 
 
-def _wait(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+def _wait(client: httpx.Client, job_id: str, timeout: float = LIMIT_S) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
@@ -44,7 +44,7 @@ def _wait(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, 
 
 
 def _wait_running(client: httpx.Client, job_id: str, min_step: int = 2) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + LIMIT_S
     while time.monotonic() < deadline:
         job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         if job["status"] == "running" and job["step"] >= min_step:
@@ -55,7 +55,7 @@ def _wait_running(client: httpx.Client, job_id: str, min_step: int = 2) -> dict[
 
 def _collect_events(base_url: str, job_id: str, into: list[tuple[str, dict[str, Any]]]) -> None:
     with (
-        httpx.Client(base_url=base_url, timeout=120) as client,
+        httpx.Client(base_url=base_url, timeout=LIMIT_S) as client,
         connect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source,
     ):
         for sse in source.iter_sse():
@@ -63,7 +63,7 @@ def _collect_events(base_url: str, job_id: str, into: list[tuple[str, dict[str, 
 
 
 def test_five_jobs_stream_cancel_and_download(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         slow = _submit(client, SLOW)
         fast = [_submit(client, {**FAST, "seed": i}) for i in range(4)]
         assert all(job["status"] == "queued" for job in fast)
@@ -89,7 +89,8 @@ def test_five_jobs_stream_cancel_and_download(job_server: str) -> None:
         assert cancelled["started_at"] is not None
         assert running["step"] < 100 and cancelled["image_ids"] == []
 
-        follower.join(timeout=120)
+        follower.join(timeout=LIMIT_S)
+        assert not follower.is_alive()
         kinds = [kind for kind, _ in events]
         assert kinds[0] in ("queued", "running") and kinds[-1] == "succeeded"
         assert "started" in kinds and kinds.count("step") == 20 and kinds.count("image") == 1
@@ -111,7 +112,7 @@ def test_five_jobs_stream_cancel_and_download(job_server: str) -> None:
 
 
 def test_running_job_stops_within_one_step(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         job = _submit(client, SLOW)
         events: list[tuple[str, dict[str, Any]]] = []
         follower = threading.Thread(target=_collect_events, args=(job_server, job["id"], events))
@@ -119,7 +120,8 @@ def test_running_job_stops_within_one_step(job_server: str) -> None:
         _wait_running(client, job["id"], min_step=3)
         steps_before = sum(1 for kind, _ in events if kind == "step")
         client.delete(f"/v1/jobs/{job['id']}")
-        follower.join(timeout=60)
+        follower.join(timeout=LIMIT_S)
+        assert not follower.is_alive()
         steps_after = sum(1 for kind, _ in events if kind == "step")
         assert events[-1][0] == "cancelled"
         # The step in flight when the cancel arrived may finish; no further one starts.
@@ -127,7 +129,7 @@ def test_running_job_stops_within_one_step(job_server: str) -> None:
 
 
 def test_num_images_uses_consecutive_seeds(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         done = _wait(client, _submit(client, {**FAST, "seed": 41, "num_images": 2})["id"])
         assert [r["seed"] for r in done["results"]] == [41, 42] and len(done["image_ids"]) == 2
         single = _wait(client, _submit(client, {**FAST, "seed": 42})["id"])
@@ -136,7 +138,7 @@ def test_num_images_uses_consecutive_seeds(job_server: str) -> None:
 
 
 def test_idempotency_key_returns_the_same_job(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         first = client.post("/v1/jobs", json=FAST, headers={"Idempotency-Key": "order-17"})
         again = client.post("/v1/jobs", json=FAST, headers={"Idempotency-Key": "order-17"})
         assert (first.status_code, again.status_code) == (202, 200)
@@ -166,7 +168,7 @@ def test_bad_recipes_are_422_naming_the_field(job_server: str, patch: dict[str, 
 
 
 def test_unknown_and_finished_jobs(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         assert client.get("/v1/jobs/" + "0" * 32).status_code == 404
         assert client.get("/v1/jobs/" + "0" * 32 + "/events").status_code == 404
         assert client.delete("/v1/jobs/nope").status_code == 404
@@ -202,7 +204,7 @@ def test_job_timeout_fails_with_reason(tmp_path: Path) -> None:
 
 def test_intermediates_are_flagged_kept_and_cleaned_up(job_server: str) -> None:
     img2img = {"mode": "img2img", "steps": 20, "strength": 0.5}
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         kept = _wait(client, _submit(client, {**FAST, "seed": 9, "refiner": img2img, "keep_intermediates": True})["id"])
         (result,) = kept["results"]
         (base_id,) = result["intermediate_ids"]
@@ -218,13 +220,16 @@ def test_intermediates_are_flagged_kept_and_cleaned_up(job_server: str) -> None:
         assert client.delete(f"/v1/jobs/{kept['id']}/intermediates").status_code == 204
         assert client.get(f"/v1/images/{base_id}").status_code == 404
         assert client.get(f"/v1/images/{result['image_id']}").status_code == 200
+        after = client.get(f"/v1/jobs/{kept['id']}").json()  # the job no longer lists what is gone
+        assert after["results"][0]["intermediate_ids"] == [] and after["image_ids"] == kept["image_ids"]
+        assert after["results"][0]["image_id"] == result["image_id"]
 
         default = _wait(client, _submit(client, {**FAST, "refiner": img2img})["id"])
         assert default["results"][0]["intermediate_ids"] == []
 
 
 def test_queue_positions_are_re_announced_as_the_queue_moves(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         slow = _submit(client, SLOW)
         _wait_running(client, slow["id"], min_step=1)
         ahead = _submit(client, FAST)
@@ -232,13 +237,14 @@ def test_queue_positions_are_re_announced_as_the_queue_moves(job_server: str) ->
         events: list[tuple[str, dict[str, Any]]] = []
         follower = threading.Thread(target=_collect_events, args=(job_server, behind["id"], events))
         follower.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIMIT_S
         while not events:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         client.delete(f"/v1/jobs/{ahead['id']}")  # the job ahead leaves the queue
         client.delete(f"/v1/jobs/{slow['id']}")
-        follower.join(timeout=120)
+        follower.join(timeout=LIMIT_S)
+        assert not follower.is_alive()
         positions = [data["position"] for kind, data in events if kind == "queued"]
         assert positions[:2] == [1, 0] and events[-1][0] == "succeeded"
 
@@ -259,7 +265,7 @@ def test_oversized_bodies_are_413_in_the_error_shape(job_server: str) -> None:
 def test_multi_stage_job_keeps_every_stage_and_streams_it(job_server: str) -> None:
     stages = [{"type": "refine", "strength": 0.4, "steps": 10}, {"type": "upscale", "factor": 2, "steps": 10}]
     body = {**FAST, "seed": 3, "stages": stages, "keep_intermediates": True}
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         job = _submit(client, body)
         events: list[tuple[str, dict[str, Any]]] = []
         _collect_events(job_server, job["id"], events)
@@ -286,7 +292,7 @@ def test_multi_stage_job_keeps_every_stage_and_streams_it(job_server: str) -> No
 
 def test_progressive_job_keeps_three_pass_pictures(job_server: str) -> None:
     body = {**FAST, "stages": [{"type": "progressive", "steps": 20}], "keep_intermediates": True}
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         done = _wait(client, _submit(client, body)["id"])
         (result,) = done["results"]
         stages = [
@@ -319,7 +325,7 @@ def test_invalid_stage_specs_are_422_naming_the_field(job_server: str, stage: di
 
 
 def test_full_pipeline_recipe_by_name(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         names = {r["name"] for r in client.get("/v1/recipes").json()["data"]}
         assert {"sdxl_with_refiner", "full_pipeline", "progressive", "adaptive", "texture_wood"} <= names
         wood = client.get("/v1/recipes/texture_wood").json()
@@ -336,7 +342,7 @@ def test_full_pipeline_recipe_by_name(job_server: str) -> None:
 
 
 def test_saved_recipes_round_trip_and_apply(job_server: str) -> None:
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         template = {"steps": 20, "width": 96, "height": 64, "refiner": {"mode": "none"}}
         created = client.put("/v1/recipes/small-plain", json=template)
         assert created.status_code == 201 and created.json() == template
@@ -349,12 +355,38 @@ def test_saved_recipes_round_trip_and_apply(job_server: str) -> None:
         assert job["recipe"]["refiner"]["mode"] == "none"
 
 
+def test_a_saved_override_of_a_built_in_is_listed_and_deleting_it_restores_the_built_in(job_server: str) -> None:
+    def listed(client: httpx.Client) -> dict[str, dict[str, Any]]:
+        return {r["name"]: r for r in client.get("/v1/recipes").json()["data"]}
+
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
+        built_in = client.get("/v1/recipes/progressive").json()
+        assert listed(client)["progressive"] == {"name": "progressive", "built_in": True, "overridden": False}
+        override = {"steps": 20, "refiner": {"mode": "none"}}
+        assert client.put("/v1/recipes/progressive", json=override).status_code == 200
+        assert client.get("/v1/recipes/progressive").json() == override
+        assert listed(client)["progressive"] == {"name": "progressive", "built_in": True, "overridden": True}
+
+        assert client.delete("/v1/recipes/progressive").status_code == 204
+        assert client.get("/v1/recipes/progressive").json() == built_in
+        assert listed(client)["progressive"]["overridden"] is False
+        again = client.delete("/v1/recipes/progressive")  # a built-in itself is not deletable
+        assert again.status_code == 404 and again.json()["error"]["field"] == "name"
+
+        assert client.put("/v1/recipes/mine", json=override).status_code == 201
+        assert listed(client)["mine"] == {"name": "mine", "built_in": False, "overridden": False}
+        assert client.delete("/v1/recipes/mine").status_code == 204
+        assert client.get("/v1/recipes/mine").status_code == 404 and "mine" not in listed(client)
+        assert client.delete("/v1/recipes/mine").status_code == 404
+        assert client.delete("/v1/recipes/no such name").status_code == 404
+
+
 def test_batch_refine_of_uploaded_pictures(job_server: str) -> None:
     import io
 
     from PIL import Image
 
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         ids = []
         for color in ((200, 30, 30), (30, 30, 200)):
             buffer = io.BytesIO()
@@ -380,7 +412,7 @@ def test_inpaint_with_an_uploaded_mask(job_server: str) -> None:
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
     mask.save(buffer, format="PNG")
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         mask_id = client.post("/v1/images", files={"file": ("m.png", buffer.getvalue(), "image/png")}).json()["id"]
         stage = {"type": "inpaint", "mask_image_id": mask_id, "detail": "medium", "feather": 2}
         done = _wait(client, _submit(client, {**FAST, "stages": [stage], "keep_intermediates": True})["id"])
@@ -394,7 +426,7 @@ def test_inpaint_with_an_uploaded_mask(job_server: str) -> None:
 
 def test_variations_are_final_images(job_server: str) -> None:
     stages = [{"type": "refine", "strength": 0.3, "steps": 10}, {"type": "variations", "prompts": ["a", "b c"]}]
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         done = _wait(client, _submit(client, {**FAST, "stages": stages})["id"])
         (result,) = done["results"]
         assert len(result["variation_ids"]) == 2 and done["image_ids"] == result["variation_ids"]
@@ -437,7 +469,7 @@ def test_a_stage_failure_reaches_results_events_and_metadata(tmp_path: Path) -> 
     settings.models_dir.mkdir(parents=True)
     (settings.models_dir / "broken.safetensors").write_bytes(b"not a model")
     stages = [{"type": "upscale", "upscaler": "broken.safetensors"}]
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=LIMIT_S) as client:
         wait_ready(url)
         job = _submit(client, {**FAST, "stages": stages})
         events: list[tuple[str, dict[str, Any]]] = []
@@ -454,7 +486,7 @@ def test_a_stage_failure_reaches_results_events_and_metadata(tmp_path: Path) -> 
 
 def test_streamed_intermediates_go_once_the_next_stage_succeeds(job_server: str) -> None:
     stages = [{"type": "refine", "strength": 0.4, "steps": 10}, {"type": "upscale", "steps": 10}]
-    with httpx.Client(base_url=job_server, timeout=120) as client:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         job = _submit(client, {**FAST, "stages": stages, "stream_intermediates": True})
         events: list[tuple[str, dict[str, Any]]] = []
         _collect_events(job_server, job["id"], events)

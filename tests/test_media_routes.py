@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import fetch_image, max_diff, pixels
+from conftest import LIMIT_S, fetch_image, max_diff, pixels
 
 URL = "/api/media/generate-image"
 SMALL: dict[str, Any] = {"prompt": "a castle", "use_generation": True, "use_pexels": False, "width": 64, "height": 64}
@@ -75,7 +75,7 @@ def test_smallest_valid_schedules_generate(tiny_server: str) -> None:
         {"refiner_mode": "img2img", "refiner_steps": 4, "refiner_strength": 0.25},
         {"refiner_mode": "ensemble", "switch_at": 0.95},
     ):
-        response = httpx.post(tiny_server + URL, json={**SMALL, "num_inference_steps": 20, **patch}, timeout=120)
+        response = httpx.post(tiny_server + URL, json={**SMALL, "num_inference_steps": 20, **patch}, timeout=LIMIT_S)
         assert response.status_code == 200, response.text
         assert response.json()["refiner"]["applied"] is True
 
@@ -103,7 +103,7 @@ def test_curl_default_form_content_type_is_read_as_json(tiny_server: str) -> Non
 
 
 def test_generate_reports_source_seed_refiner_and_timings(tiny_server: str) -> None:
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=LIMIT_S) as client:
         response = client.post(tiny_server + URL, json={**SMALL, "seed": 42, "num_inference_steps": 20})
         body = response.json()
         image = fetch_image(client, response)
@@ -125,7 +125,7 @@ def test_generate_reports_source_seed_refiner_and_timings(tiny_server: str) -> N
 
 
 def test_png_carries_its_generation_parameters(tiny_server: str) -> None:
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=LIMIT_S) as client:
         body = client.post(tiny_server + URL, json={**SMALL, "seed": 5, "negative_prompt": "fog"}).json()
         png = client.get(body["image_url"]).content
     import io
@@ -138,7 +138,7 @@ def test_png_carries_its_generation_parameters(tiny_server: str) -> None:
 
 
 def test_random_seed_is_returned_and_reproduces(tiny_server: str) -> None:
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=LIMIT_S) as client:
         first = client.post(tiny_server + URL, json=SMALL)
         seed = first.json()["seed"]
         again = client.post(tiny_server + URL, json={**SMALL, "seed": seed})
@@ -146,17 +146,17 @@ def test_random_seed_is_returned_and_reproduces(tiny_server: str) -> None:
 
 
 def test_low_quality_defaults_to_30_base_steps(tiny_server: str) -> None:
-    body = httpx.post(tiny_server + URL, json={**SMALL, "high_quality": False}, timeout=120).json()
+    body = httpx.post(tiny_server + URL, json={**SMALL, "high_quality": False}, timeout=LIMIT_S).json()
     assert body["num_inference_steps"] == 30
     explicit = httpx.post(
-        tiny_server + URL, json={**SMALL, "high_quality": False, "num_inference_steps": 24}, timeout=120
+        tiny_server + URL, json={**SMALL, "high_quality": False, "num_inference_steps": 24}, timeout=LIMIT_S
     ).json()
     assert explicit["num_inference_steps"] == 24
 
 
 async def test_eight_concurrent_requests_equal_their_single_outputs(tiny_server: str) -> None:
     bodies = [{**SMALL, "seed": 100 + i, "prompt": f"castle number {i}", "num_inference_steps": 20} for i in range(8)]
-    async with httpx.AsyncClient(base_url=tiny_server, timeout=300) as client:
+    async with httpx.AsyncClient(base_url=tiny_server, timeout=LIMIT_S) as client:
         concurrent = await asyncio.gather(*(client.post(URL, json=b) for b in bodies))
         assert [r.status_code for r in concurrent] == [200] * 8
         concurrent_px = [pixels((await client.get(r.json()["image_url"])).content) for r in concurrent]

@@ -1,12 +1,26 @@
-"""The container files keep their promises: GPU, volumes, non-root, 0.0.0.0, /healthz probe."""
+"""The container files keep their promises: GPU, volumes, non-root, 0.0.0.0, /healthz probe, settings."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
+from cofounder_agent.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
+# Settings the image fixes: the data volume, and logs to the container's stdout.
+FIXED_BY_THE_IMAGE = {"IMAGE_DATA_DIR", "IMAGE_LOG_FILE"}
+
+
+def _documented_settings() -> set[str]:
+    """The variables README's configuration table names (first column)."""
+    table = (ROOT / "README.md").read_text().split("| variable | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    names: set[str] = set()
+    for row in table.splitlines()[2:]:
+        names |= set(re.findall(r"`((?:IMAGE|PEXELS)_[A-Z0-9_]+)`", row.split("|")[1]))
+    return names
 
 
 def test_dockerfile_runs_non_root_on_all_interfaces_with_a_healthcheck() -> None:
@@ -27,6 +41,19 @@ def test_compose_reserves_a_gpu_and_keeps_data_and_hf_cache_on_volumes() -> None
     targets = {volume.split(":")[1] for volume in service["volumes"]}
     assert {"/data", "/hf-cache"} <= targets
     assert set(compose["volumes"]) == {volume.split(":")[0] for volume in service["volumes"]}
+
+
+def test_compose_passes_every_documented_setting_and_requires_the_api_key() -> None:
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["image-service"]
+    environment = service["environment"]
+    documented = _documented_settings()
+    assert {"IMAGE_MODEL", "IMAGE_API_KEY", "IMAGE_BATCH_WAIT_S", "PEXELS_API_KEY"} <= documented  # the table parsed
+    assert sorted(documented - FIXED_BY_THE_IMAGE - set(environment)) == []
+    assert {name.lower() for name in environment} <= set(Settings.model_fields)  # no typo passes a dead name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert all(re.search(rf"\b{name}=", dockerfile) for name in FIXED_BY_THE_IMAGE)
+    # Listening on all interfaces: `docker compose up` stops with a reason when the key is unset or empty.
+    assert re.fullmatch(r"\$\{IMAGE_API_KEY:\?[^}]*IMAGE_API_KEY[^}]*\}", environment["IMAGE_API_KEY"])
 
 
 def test_torch_and_torchvision_are_pinned_together() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import make_settings, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, running_server, wait_ready
 from pexels_fakes import API_KEY, FakePexels
 
 URL = "/api/media/generate-image"
@@ -32,7 +32,7 @@ def pexels_server(tmp_path: Path, fake: FakePexels) -> Iterator[str]:
 def broken_model_server(tmp_path: Path, fake: FakePexels) -> Iterator[str]:
     settings = make_settings(tmp_path, pexels_api_key=API_KEY, image_model=str(tmp_path / "no-such-model"))
     with running_server(settings, fake.transport()) as url:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIMIT_S
         while httpx.get(url + "/api/media/health").json()["model_state"] != "failed":
             assert time.monotonic() < deadline, "model loading did not fail"
             time.sleep(0.05)
@@ -66,7 +66,7 @@ def test_stock_photo_when_generation_is_off(pexels_server: str, fake: FakePexels
 
 def test_generation_is_preferred_when_asked(pexels_server: str, fake: FakePexels) -> None:
     body = {"prompt": "a castle", "use_generation": True, "width": 64, "height": 64, "num_inference_steps": 20}
-    response = httpx.post(pexels_server + URL, json=body, timeout=120)
+    response = httpx.post(pexels_server + URL, json=body, timeout=LIMIT_S)
     assert response.json()["source"] == "tiny"
     assert fake.requests == []
 

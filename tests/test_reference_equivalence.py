@@ -16,7 +16,7 @@ import httpx
 import pytest
 import torch
 
-from conftest import fetch_image, make_settings, max_diff, running_server, wait_ready
+from conftest import LIMIT_S, fetch_image, make_settings, max_diff, running_server, wait_ready
 
 SEED, STEPS, GUIDANCE, WIDTH, HEIGHT = 1234, 20, 7.0, 96, 64
 PROMPT = "a castle on a hill at dawn"
@@ -44,7 +44,7 @@ def _service(url: str, **fields: Any) -> Any:
         "height": HEIGHT,
         **fields,
     }
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=LIMIT_S) as client:
         response = client.post(f"{url}/api/media/generate-image", json=body)
         assert response.json()["model"].endswith("base")  # served from the folder, not the built-in
         assert response.json()["source"] == "sdxl"

@@ -18,7 +18,7 @@ from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.storage import ImageStore
-from conftest import make_settings, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, running_server, wait_ready
 from webhook_receiver import Receiver
 
 FAST: dict[str, Any] = {"prompt": "a kite", "width": 64, "height": 64, "steps": 20}
@@ -44,7 +44,7 @@ async def test_worker_survives_a_store_error(tmp_path: Path) -> None:
     job, _ = await db.add_job(resolve_recipe(JobCreate(**FAST), settings).model_dump(mode="json"))
     worker.start()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + LIMIT_S
         while (row := await db.get_job(job.id)) is not None and row.status != "succeeded":
             assert time.monotonic() < deadline, row.status
             await asyncio.sleep(0.05)
@@ -74,7 +74,7 @@ def test_jobs_failed_at_restart_are_announced(tmp_path: Path, receiver: Receiver
     with running_server(settings) as url:
         wait_ready(url)
         assert httpx.get(f"{url}/v1/jobs/{job_id}").json()["status"] == "failed"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIMIT_S
         while not receiver.received:
             assert time.monotonic() < deadline
             time.sleep(0.05)

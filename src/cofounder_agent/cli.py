@@ -330,6 +330,20 @@ def _run_job_command(args: argparse.Namespace) -> int:
     return 1
 
 
+def _settings() -> Settings:
+    """The settings from the environment; a bad one stops the program with its reason, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = []
+        for error in exc.errors():
+            name, reason = ".".join(map(str, error["loc"])).upper(), error["msg"].removeprefix("Value error, ")
+            reasons.append(reason if reason.startswith(name) else f"{name}: {reason}")
+        raise SystemExit("error: " + "; ".join(reasons)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -337,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "submit" and args.output_dir is not None and not args.wait:
             parser.error("-o/--output-dir needs --wait")
         sys.exit(_run_job_command(args))
-    settings = Settings()
+    settings = _settings()
     if args.command == "serve":
         import uvicorn
 

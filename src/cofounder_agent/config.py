@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cofounder_agent.engine.params import RefinerMode, SchedulerName
 from cofounder_agent.services.egress import parse_allow_setting
 
+EMPTY_API_KEY = "IMAGE_API_KEY is set but empty: set a key, or unset the variable to run without auth"
+
 
 class Settings(BaseSettings):
     """Every knob of the service; the environment variable is the field name in capitals."""
@@ -100,7 +102,6 @@ class Settings(BaseSettings):
         "image_refiner_single_file_config",
         "pexels_api_key",
         "image_webhook_secret",
-        "image_api_key",
         "image_models_dir",
         "image_face_model",
         mode="before",
@@ -114,6 +115,16 @@ class Settings(BaseSettings):
     @classmethod
     def _allow_list(cls, value: object) -> list[str]:
         return parse_allow_setting(value)
+
+    @field_validator("image_api_key", mode="before")
+    @classmethod
+    def _api_key_not_empty(cls, value: object) -> object:
+        # The server listens on all interfaces in a container: an empty key (a typo, an unset
+        # shell variable in a compose file) must not quietly mean "no auth".
+        given = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(given, str) and not given.strip():
+            raise ValueError(EMPTY_API_KEY)
+        return value
 
     @property
     def models_dir(self) -> Path:

@@ -18,7 +18,13 @@ from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
-from cofounder_agent.middleware import ApiKeyMiddleware, DeclaredSizeMiddleware, FormAsJsonMiddleware
+from cofounder_agent.middleware import (
+    ApiKeyMiddleware,
+    DeclaredSizeMiddleware,
+    FormAsJsonMiddleware,
+    InFlight,
+    InFlightMiddleware,
+)
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
 from cofounder_agent.services.egress import webhook_client
 from cofounder_agent.services.featured_image import FeaturedImageService
@@ -36,6 +42,7 @@ MB = 1024 * 1024
 def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """Build the app; ``http_transport`` lets tests stand in for Pexels' servers."""
     settings = settings or Settings()
+    in_flight = InFlight()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,7 +70,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         # Webhooks go through the egress policy: public addresses, or IMAGE_WEBHOOK_ALLOW.
         hooks_http = webhook_client(settings.image_webhook_allow)
         webhooks = WebhookSender(hooks_http, settings.image_webhook_secret, settings.image_webhook_attempts)
-        app.state.metrics = metrics = Metrics(db, image_service)
+        app.state.metrics = metrics = Metrics(db, image_service, in_flight)
 
         async def notify(job: JobRow) -> None:
             if job.callback_url:
@@ -107,6 +114,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes={"/v1/images": (upload_limit, "file")})
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
+    app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
     install_error_handlers(app)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     for module in (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes):

@@ -89,3 +89,34 @@ class ApiKeyMiddleware:
                 given = value[7:].strip()
         # Constant-time: the comparison takes as long whatever prefix of the key was guessed.
         return hmac.compare_digest(given, self._key)
+
+
+class InFlight:
+    """How many HTTP requests the app is handling now (the counter behind a Prometheus gauge)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+class InFlightMiddleware:
+    """Count each HTTP request from its arrival until the app has finished with it.
+
+    The outermost middleware, so it sees every request; a request that stays counted after
+    its client left is a request task that outlived its client.
+    """
+
+    def __init__(self, app: ASGIApp, counter: InFlight) -> None:
+        self.app, self.counter = app, counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.counter.count += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.counter.count -= 1

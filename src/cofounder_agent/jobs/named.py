@@ -66,7 +66,7 @@ BUILT_IN["detail_chain"] = {
 
 
 class RecipeBook:
-    """Built-in recipes plus the operator's JSON files (which may replace a built-in)."""
+    """Built-in recipes plus the operator's JSON files (which may override a built-in until deleted)."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -75,11 +75,20 @@ class RecipeBook:
     def names(self) -> list[str]:
         return sorted(set(BUILT_IN) | {p.stem for p in self.dir.glob("*.json") if NAME.fullmatch(p.stem)})
 
+    def saved(self, name: str) -> bool:
+        """Whether a saved recipe file of this name exists (for a built-in name: an override)."""
+        path = self._path(name)
+        # As get() reads them: a symlink is never followed out of the recipes dir.
+        return bool(NAME.fullmatch(name)) and path.is_file() and not path.is_symlink()
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
     def get(self, name: str) -> RecipeTemplate:
         if not NAME.fullmatch(name):
             raise AppError(404, "recipe_not_found", f"no recipe named {name!r}", field="recipe")
-        path = self.dir / f"{name}.json"
-        if path.is_file() and not path.is_symlink():
+        if self.saved(name):
+            path = self._path(name)
             try:
                 return RecipeTemplate.model_validate_json(path.read_bytes())
             except ValidationError as exc:  # a hand-edited file gone wrong: say which
@@ -92,12 +101,18 @@ class RecipeBook:
         """Save a recipe; True when it is new."""
         if not NAME.fullmatch(name):
             raise AppError(422, "invalid_request", "name: lowercase letters, digits, - and _, at most 64", field="name")
-        path = self.dir / f"{name}.json"
+        path = self._path(name)
         new = not path.exists() and name not in BUILT_IN
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(template.model_dump(mode="json", exclude_unset=True), indent=2))
         tmp.replace(path)
         return new
+
+    def delete(self, name: str) -> None:
+        """Delete a saved recipe; a built-in of the same name is in force again."""
+        if not self.saved(name):
+            raise AppError(404, "recipe_not_found", f"no saved recipe named {name!r}", field="name")
+        self._path(name).unlink(missing_ok=True)  # a concurrent delete got there first: same end
 
     def apply(self, recipe: JobCreate) -> JobCreate:
         """The job's recipe over the named template: fields the job set win."""

@@ -304,3 +304,13 @@ class Store(ImageRows):
                     "removed %s image(s) of interrupted jobs, %s file(s) without a row", len(orphans), len(unrowed)
                 )
         return requeued, failed
+
+    async def forget_intermediates(self, job_id: str, image_ids: set[str]) -> None:
+        """Drop these ids from the job's stored ``results[].intermediate_ids``."""
+        async with self.session() as s, s.begin():
+            job = await s.get(JobRow, job_id)
+            if job is not None:  # a new list: the JSON column sees a replacement, not an edit
+                job.results = [
+                    {**r, "intermediate_ids": [i for i in r.get("intermediate_ids", []) if i not in image_ids]}
+                    for r in job.results
+                ]

@@ -63,8 +63,13 @@ async def cancel_job(job_id: str, jobs: JobServiceDep) -> JobPublic:
 @router.delete("/{job_id}/intermediates", status_code=204, responses=ERRORS)
 async def delete_intermediates(job_id: str, jobs: JobServiceDep, gallery: GalleryDep) -> Response:
     """Delete the intermediate pictures a job kept; its final images stay."""
-    await jobs.get_row(job_id)
-    for image_id in await jobs.store.intermediate_ids(job_id):
+    job = await jobs.get_row(job_id)
+    found = await jobs.store.intermediate_ids(job_id)
+    listed = {i for result in job.results for i in result.get("intermediate_ids", [])}
+    # The job's results first: an interrupted delete leaves unlisted pictures a retry finds,
+    # never listed ids that lead nowhere.
+    await jobs.store.forget_intermediates(job_id, listed | set(found))
+    for image_id in found:
         await gallery.delete_image(image_id)
     return Response(status_code=204)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
 
 from cofounder_agent.deps import FeaturedImageDep, ImageServiceDep, PexelsDep
+from cofounder_agent.jobs.attend import Caller, disconnect_of
 from cofounder_agent.schemas import ErrorBody, ImageGenerationRequest, ImageGenerationResponse, MediaHealth
 
 router = APIRouter(prefix="/api/media", tags=["media"])
@@ -15,14 +18,21 @@ router = APIRouter(prefix="/api/media", tags=["media"])
     responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}, 502: {"model": ErrorBody}},
 )
 async def generate_image(
-    body: ImageGenerationRequest, request: Request, featured: FeaturedImageDep
+    body: ImageGenerationRequest,
+    request: Request,
+    featured: FeaturedImageDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ImageGenerationResponse:
-    """Generate the image with SDXL, or find a Pexels stock photo; wait for the result."""
+    """Generate the image with SDXL, or find a Pexels stock photo; wait for the result.
+
+    A client that leaves before the image is done cancels its generation, unless it sent an
+    ``Idempotency-Key``: then the job goes on and the same key later fetches its result.
+    """
 
     def url_for(image_id: str) -> str:
         return str(request.url_for("get_image", image_id=image_id))
 
-    return await featured.produce(body, url_for)
+    return await featured.produce(body, url_for, Caller(disconnect_of(request.receive), idempotency_key))
 
 
 @router.get("/health")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 
 from cofounder_agent.deps import JobServiceDep, StoreDep
 from cofounder_agent.errors import AppError
+from cofounder_agent.jobs.attend import Caller, disconnect_of, run_for
 from cofounder_agent.jobs.recipes import JOB_FIELDS
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate
@@ -27,13 +29,19 @@ OPENAI_FIELDS = {**JOB_FIELDS, "num_images": "n"} | dict.fromkeys(("width", "hei
     responses={422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def create_images(
-    body: OpenAIImageRequest, request: Request, jobs: JobServiceDep, store: StoreDep
+    body: OpenAIImageRequest,
+    request: Request,
+    jobs: JobServiceDep,
+    store: StoreDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OpenAIImagesResponse:
-    """Generate ``n`` images through the job queue and answer in OpenAI's format."""
+    """Generate ``n`` images through the job queue and answer in OpenAI's format.
+
+    A client that leaves first cancels its job, unless it sent an ``Idempotency-Key``.
+    """
     width, height = body.dimensions
     recipe = JobCreate(prompt=body.prompt, width=width, height=height, num_images=body.n)
-    view, _ = await jobs.submit(recipe, fields=OPENAI_FIELDS)
-    job = await jobs.wait(view.id)
+    job = await run_for(jobs, recipe, Caller(disconnect_of(request.receive), idempotency_key), OPENAI_FIELDS)
     if job.status != "succeeded":
         raise AppError(503, "generation_failed", f"job {job.id} {job.status}: {job.error}")
     data = []

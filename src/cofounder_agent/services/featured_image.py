@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import AppError
+from cofounder_agent.jobs.attend import Caller, run_for
 from cofounder_agent.jobs.recipes import invalid, resolve_recipe
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.tables import ImageRow
@@ -74,7 +75,7 @@ class FeaturedImageService:
     ) -> None:
         self.images, self.jobs, self.pexels, self.store, self.settings = images, jobs, pexels, store, settings
 
-    async def produce(self, body: ImageGenerationRequest, url_for: UrlFor) -> ImageGenerationResponse:
+    async def produce(self, body: ImageGenerationRequest, url_for: UrlFor, caller: Caller) -> ImageGenerationResponse:
         """Serve ``body`` from SDXL or Pexels; ``url_for(image_id)`` makes the public URL."""
         generation_error: str | None = None
         busy: AppError | None = None
@@ -82,7 +83,7 @@ class FeaturedImageService:
             recipe = to_recipe(body, self.settings)  # bad input is a 422, never a Pexels fallback
             if self.images.ready:
                 try:
-                    return await self._generate(recipe, url_for)
+                    return await self._generate(recipe, url_for, caller)
                 except AppError as exc:
                     if exc.status != 429:
                         raise
@@ -111,10 +112,9 @@ class FeaturedImageService:
             retry_after=10 if loading else None,
         )
 
-    async def _generate(self, recipe: JobCreate, url_for: UrlFor) -> ImageGenerationResponse:
-        # The same queue as POST /v1/jobs: submit, then wait for the job to end.
-        view, _ = await self.jobs.submit(recipe, fields=SEED_FIELDS)
-        job = await self.jobs.wait(view.id)
+    async def _generate(self, recipe: JobCreate, url_for: UrlFor, caller: Caller) -> ImageGenerationResponse:
+        # The same queue as POST /v1/jobs: submit, then wait for the job to end (or the caller to leave).
+        job = await run_for(self.jobs, recipe, caller, SEED_FIELDS)
         if job.status != "succeeded" or not job.results:
             raise GenerationFailed(f"job {job.id} {job.status}: {job.error}")
         result = job.results[0]

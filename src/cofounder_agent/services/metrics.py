@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 from cofounder_agent.jobs.store import Store
@@ -15,9 +17,13 @@ BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 class Metrics:
     """One registry per app (not the process-global one), so several apps never collide."""
 
-    def __init__(self, db: Store, images: ImageService) -> None:
+    def __init__(self, db: Store, images: ImageService, in_flight: Callable[[], int] | None = None) -> None:
         self.db, self.images = db, images
         self.registry = CollectorRegistry()
+        if in_flight is not None:
+            # Read at scrape time (the scrape itself counts as one): shows no request outlives its client.
+            requests = Gauge("cofounder_http_requests_in_flight", "HTTP requests being handled", registry=self.registry)
+            requests.set_function(in_flight)
         self.queue_depth = Gauge("cofounder_queue_depth", "Jobs waiting to run", registry=self.registry)
         self.jobs = Gauge("cofounder_jobs", "Jobs in the store by status", ["status"], registry=self.registry)
         self.job_seconds = Histogram(
