@@ -9,7 +9,7 @@ import torch
 from PIL import Image as PILImage
 from PIL.Image import Image
 
-from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
 
@@ -51,6 +51,7 @@ def refine_image(
         raise ValueError("steps x strength must be at least 1: no denoising step would run")
     size = image.size
     latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
+    checkpoint()
     out = pipe(
         prompt=spec.prompt,
         negative_prompt=spec.negative_prompt,
@@ -78,6 +79,7 @@ def refine_variations(
     if int(spec.steps * spec.strength) < 1:
         raise ValueError("steps x strength must be at least 1: no denoising step would run")
     latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
+    checkpoint()
     out = pipe(
         prompt=prompts,
         negative_prompt=[spec.negative_prompt or ""] * len(prompts) if spec.negative_prompt else None,
