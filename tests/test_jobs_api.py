@@ -196,7 +196,7 @@ def test_job_timeout_fails_with_reason(tmp_path: Path) -> None:
     with running_server(make_settings(tmp_path, image_job_timeout_s=3.0)) as url, httpx.Client(base_url=url) as client:
         wait_ready(url)
         done = _wait(client, _submit(client, SLOW)["id"])
-        assert done["status"] == "failed" and done["error"] == "timed out after 3 s"
+        assert done["status"] == "failed" and done["error"] == "timed out after 3 s on the engine"
         # The worker goes on with the next job.
         after = _wait(client, _submit(client, FAST)["id"])
         assert after["status"] == "succeeded", after["error"]

@@ -14,6 +14,7 @@ from huggingface_hub import try_to_load_from_cache
 
 from cofounder_agent.engine.device import DTYPES, DeviceInfo, choose_precision, detect_device
 from cofounder_agent.engine.params import LoadOptions, Precision
+from cofounder_agent.engine.stages.common import checkpoint
 from cofounder_agent.engine.tiny import build_tiny
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,11 @@ SDXL_REFINER_ID = "stabilityai/stable-diffusion-xl-refiner-1.0"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 SourceKind = Literal["tiny", "hub", "dir", "single_file", "none"]
+
+# SDXL's own VAE tile: a 1024 px picture (128 latent) or smaller is encoded and decoded in one
+# piece, exactly as without tiling; a larger one tile by tile, so its time and memory grow
+# with the number of tiles, not with the square of its side.
+VAE_TILE_PX = 1024
 
 
 class ModelSourceError(ValueError):
@@ -221,5 +227,26 @@ def load_models(opts: LoadOptions) -> LoadedModels:
     # 3. The SDXL VAE overflows in fp16: keep it in fp32 unless a fixed VAE was configured.
     if dtype == torch.float16 and base.vae.config.force_upcast and not opts.vae:
         base.vae.to(torch.float32)
+    for pipe_vae in {id(p.vae): p.vae for p in (base, refiner) if p is not None}.values():
+        prepare_vae(pipe_vae)
     vae_dtype = str(next(base.vae.parameters()).dtype).removeprefix("torch.")
     return LoadedModels(base, refiner, device, precision, base_source, refiner_source, vae_dtype)
+
+
+def _check_before_block(module: Any, args: Any) -> None:
+    checkpoint()
+
+
+def prepare_vae(vae: AutoencoderKL) -> None:
+    """Tile pictures larger than SDXL's 1024 px, and let the current job's check stop the VAE between blocks.
+
+    Hooks only on the VAE (never the UNets, which may be compiled); outside an engine call the
+    check is unset and the hooks do nothing.
+    """
+    vae.enable_tiling()
+    vae.tile_sample_min_size = VAE_TILE_PX
+    vae.tile_latent_min_size = VAE_TILE_PX // 2 ** (len(vae.config.block_out_channels) - 1)
+    blocks = [*vae.encoder.down_blocks, vae.encoder.mid_block, vae.decoder.mid_block, *vae.decoder.up_blocks]
+    for block in blocks:
+        if block is not None:
+            block.register_forward_pre_hook(_check_before_block)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cofounder_agent.config import Settings
+from cofounder_agent.engine.control import JobControl
 from cofounder_agent.engine.params import GenerationParams, GenerationResult, batch_key
 from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.events import EventHub, terminal_event
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Called with the finished job row: webhooks and metrics hang here.
 FinishHook = Callable[[JobRow], Awaitable[None]]
+# What a job's engine calls take: its progress callback and its control (cancel flag, budget).
+Engine = tuple[Callable[[str, int, int], None], JobControl]
 
 
 @dataclass
@@ -94,7 +97,7 @@ class Worker:
         self._wake.set()
 
     def request_cancel(self, job_id: str) -> None:
-        """Ask a running job to stop at its next denoising step.
+        """Ask a running job to stop at its next denoising step (or VAE block, tile, face).
 
         The flag may be set before the worker registers the job (claimed a moment ago):
         ``_run`` picks up the same flag and stops at the first step.
@@ -162,16 +165,16 @@ class Worker:
     async def _run(self, job: JobRow) -> None:
         recipe = stored_recipe(job.recipe)
         params_list = job_params(recipe)
-        flag = self._cancel.setdefault(job.id, threading.Event())
+        # The job's time counts only while its work runs on the engine, not while it waits there.
+        budget_s = self.settings.image_job_timeout_s
+        control = JobControl(budget_s, self._cancel.setdefault(job.id, threading.Event()))
         generates = not recipe.input_image_ids
         live = self.live[job.id] = Live(
             total_steps=sum(denoising_steps(p, recipe.stages, generates) for p in params_list)
         )
         loop = asyncio.get_running_loop()
 
-        def on_step(stage: str, step: int, total: int) -> None:  # runs on the engine thread
-            if flag.is_set():
-                raise GenerationCancelled
+        def on_step(stage: str, step: int, total: int) -> None:  # runs on the engine thread, after the check
             loop.call_soon_threadsafe(self._progress, job.id, live, stage, step, total)
 
         self.hub.publish(job.id, {"type": "started", "job_id": job.id, "attempt": job.attempts})
@@ -180,20 +183,20 @@ class Worker:
         with job_context(job.id):
             log.info("job started (attempt %s, %s image(s))", job.attempts, len(params_list))
             try:
-                async with asyncio.timeout(self.settings.image_job_timeout_s):
-                    for index, params in enumerate(params_list):
-                        if recipe.input_image_ids:
-                            image_id = recipe.input_image_ids[index]
-                            results.append(await self._refine_input(job, recipe, params, image_id, on_step))
-                        else:
-                            result = await self.images.generate(params, on_step, recipe.keep_intermediates)
-                            results.append(await self._keep(job, recipe, result, on_step))
-                        self.hub.publish(job.id, {"type": "image", "job_id": job.id, **results[-1]})
+                for index, params in enumerate(params_list):
+                    if recipe.input_image_ids:
+                        image_id = recipe.input_image_ids[index]
+                        results.append(await self._refine_input(job, recipe, params, image_id, (on_step, control)))
+                    else:
+                        result = await self.images.generate(params, on_step, recipe.keep_intermediates, control)
+                        results.append(await self._keep(job, recipe, result, (on_step, control)))
+                    self.hub.publish(job.id, {"type": "image", "job_id": job.id, **results[-1]})
             except GenerationCancelled:
-                status, error = "cancelled", f"cancelled while running ({live.stage} step {live.step})"
-            except TimeoutError:
-                flag.set()  # the engine thread stops at its next step
-                status, error = "failed", f"timed out after {self.settings.image_job_timeout_s:g} s"
+                if control.stopped == "timed_out":
+                    status, error = "failed", f"timed out after {budget_s:g} s on the engine"
+                else:
+                    where = f"{live.stage} step {live.step}" if live.stage is not None else "before its first step"
+                    status, error = "cancelled", f"cancelled while running ({where})"
             except Exception as exc:
                 log.exception("job failed")
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -202,7 +205,7 @@ class Worker:
                 self.live.pop(job.id, None)
             image_ids = [i for r in results for i in (r["variation_ids"] or [r["image_id"]])]
             finished = await self.store.finish(job.id, status, error=error, image_ids=image_ids, results=results)
-            log.info("job %s%s", status, f": {error}" if error else "")
+            log.info("job %s%s (%.2f s on the engine)", status, f": {error}" if error else "", control.engine_s)
         if finished is not None:
             await self.finished(finished)
 
@@ -224,9 +227,7 @@ class Worker:
             },
         )
 
-    async def _keep(
-        self, job: JobRow, recipe: JobCreate, result: GenerationResult, on_step: Callable[[str, int, int], None]
-    ) -> dict[str, Any]:
+    async def _keep(self, job: JobRow, recipe: JobCreate, result: GenerationResult, engine: Engine) -> dict[str, Any]:
         """Run the recipe's stages on a generated picture; store it, its intermediates and rows."""
         metadata = {**generation_metadata(result, self.images.status), "job_id": job.id}
         intermediate_ids = [
@@ -238,7 +239,7 @@ class Worker:
             generated = await self._intermediate(job, result.image, metadata, "generated")
             (intermediate_ids if recipe.keep_intermediates else transient).append(generated)
         finals, stage_records = await self._stages(
-            job, recipe, result.params, result.image, metadata, intermediate_ids, on_step, transient
+            job, recipe, result.params, result.image, metadata, intermediate_ids, engine, transient
         )
         final_ids = await self._store_finals(job, finals, {**metadata, "recipe_stages": stage_records})
         await self._drop(job, transient)
@@ -255,7 +256,7 @@ class Worker:
         }
 
     async def _refine_input(
-        self, job: JobRow, recipe: JobCreate, params: GenerationParams, image_id: str, on_step: Callable[..., None]
+        self, job: JobRow, recipe: JobCreate, params: GenerationParams, image_id: str, engine: Engine
     ) -> dict[str, Any]:
         """Run the recipe's stages on a stored picture (an upload, or an earlier result)."""
         stored = self.files.find(image_id)
@@ -266,7 +267,7 @@ class Worker:
         intermediate_ids: list[str] = []
         transient: list[str] = []
         finals, stage_records = await self._stages(
-            job, recipe, params, picture, metadata, intermediate_ids, on_step, transient
+            job, recipe, params, picture, metadata, intermediate_ids, engine, transient
         )
         final_ids = await self._store_finals(job, finals, {**metadata, "recipe_stages": stage_records})
         await self._drop(job, transient)
@@ -288,7 +289,7 @@ class Worker:
         image: Any,
         metadata: dict[str, Any],
         intermediate_ids: list[str],
-        on_step: Callable[..., None],
+        engine: Engine,
         transient: list[str],
     ) -> tuple[list[Any], list[dict[str, Any]]]:
         """Each stage in turn; keeps each stage's pictures but the last when asked to.
@@ -304,7 +305,7 @@ class Worker:
             if isinstance(spec, InpaintStage) and spec.mask_image_id is not None:
                 found = self.files.find(spec.mask_image_id)
                 mask = await asyncio.to_thread(_open_rgb, found.path) if found is not None else None
-            out = await self.images.run_stage(spec, image, params, index, on_step, mask)
+            out = await self.images.run_stage(spec, image, params, index, engine[0], mask, engine[1])
             stage_records.append(out.record)
             last = index == len(recipe.stages) - 1
             if streaming and out.record["outcome"] != "fallback":

@@ -18,19 +18,28 @@ from typing import TYPE_CHECKING
 from cofounder_agent.engine.params import GenerationParams, GenerationResult, batch_key
 
 if TYPE_CHECKING:
+    from cofounder_agent.engine.control import JobControl
     from cofounder_agent.engine.stages.common import StepCallback
 
+# (params, on_step, keep_base, each member's control) -> each member's result or error.
 RunBatch = Callable[
-    [list[GenerationParams], list["StepCallback | None"], bool], Awaitable[list[GenerationResult | BaseException]]
+    [list[GenerationParams], list["StepCallback | None"], bool, list["JobControl | None"]],
+    Awaitable[list[GenerationResult | BaseException]],
 ]
+
+
+@dataclass
+class _Member:
+    params: GenerationParams
+    on_step: StepCallback | None
+    control: JobControl | None
+    future: asyncio.Future[GenerationResult]
 
 
 @dataclass
 class _Group:
     keep_base: bool
-    members: list[tuple[GenerationParams, StepCallback | None, asyncio.Future[GenerationResult]]] = field(
-        default_factory=list
-    )
+    members: list[_Member] = field(default_factory=list)
     timer: asyncio.Handle | None = None
 
 
@@ -41,7 +50,11 @@ class Batcher:
         self._running: set[asyncio.Task[None]] = set()
 
     async def generate(
-        self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
+        self,
+        params: GenerationParams,
+        on_step: StepCallback | None = None,
+        keep_base: bool = False,
+        control: JobControl | None = None,
     ) -> GenerationResult:
         loop = asyncio.get_running_loop()
         key = batch_key(params, keep_base)
@@ -50,7 +63,7 @@ class Batcher:
             group = self._pending[key] = _Group(keep_base)
             group.timer = loop.call_soon(self._flush, key)
         future: asyncio.Future[GenerationResult] = loop.create_future()
-        group.members.append((params, on_step, future))
+        group.members.append(_Member(params, on_step, control, future))
         if len(group.members) >= self.max_size:
             self._flush(key)
         return await future
@@ -68,11 +81,14 @@ class Batcher:
     async def _run(self, group: _Group) -> None:
         members = group.members
         try:
-            outcomes = await self._run_batch([m[0] for m in members], [m[1] for m in members], group.keep_base)
+            outcomes = await self._run_batch(
+                [m.params for m in members], [m.on_step for m in members], group.keep_base, [m.control for m in members]
+            )
         except BaseException as exc:  # the whole batch failed (or every member cancelled)
             outcomes = [exc] * len(members)
-        for (_, _, future), outcome in zip(members, outcomes, strict=True):
-            if future.done():  # its job stopped waiting (timeout, shutdown)
+        for member, outcome in zip(members, outcomes, strict=True):
+            future = member.future
+            if future.done():  # its job stopped waiting (shutdown)
                 continue
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cofounder_agent.config import Settings
+from cofounder_agent.engine.control import JobControl
 from cofounder_agent.engine.params import GenerationParams, GenerationResult, LoadOptions
+from cofounder_agent.engine.stages.common import Check, checked_by, checkpoint, every_member
 from cofounder_agent.services.batcher import Batcher
 
 if TYPE_CHECKING:
@@ -93,19 +95,32 @@ class ImageService:
         return self.ready
 
     async def generate(
-        self, params: GenerationParams, on_step: StepCallback | None = None, keep_base: bool = False
+        self,
+        params: GenerationParams,
+        on_step: StepCallback | None = None,
+        keep_base: bool = False,
+        control: JobControl | None = None,
     ) -> GenerationResult:
-        """Run one generation on the device executor (batched with compatible ones when enabled)."""
+        """Run one generation on the device executor (batched with compatible ones when enabled).
+
+        ``control`` is the job's: its clock runs while this runs on the engine, and its check
+        stops the work at the next step, VAE block or tile.
+        """
         if self._batcher is not None:
-            return await self._batcher.generate(params, on_step, keep_base)
+            return await self._batcher.generate(params, on_step, keep_base, control)
         generator = self._loaded()
-        return await self._on_engine(generator.generate, params, on_step, keep_base)
+        return await self._on_engine([control], generator.generate, params, _guarded(on_step, control), keep_base)
 
     async def _generate_batch(
-        self, batch: list[GenerationParams], on_steps: list[StepCallback | None], keep_base: bool
+        self,
+        batch: list[GenerationParams],
+        on_steps: list[StepCallback | None],
+        keep_base: bool,
+        controls: list[JobControl | None],
     ) -> list[GenerationResult | BaseException]:
         generator = self._loaded()
-        return await self._on_engine(generator.generate_batch, batch, on_steps, keep_base)
+        guarded = [_guarded(on_step, control) for on_step, control in zip(on_steps, controls, strict=True)]
+        return await self._on_engine(controls, generator.generate_batch, batch, guarded, keep_base)
 
     async def run_stage(
         self,
@@ -115,25 +130,30 @@ class ImageService:
         index: int,
         on_step: StepCallback | None = None,
         mask: Image | None = None,
+        control: JobControl | None = None,
     ) -> StageOutput:
-        """Run one recipe stage on the device executor."""
+        """Run one recipe stage on the device executor, on ``control``'s clock (see ``generate``)."""
         generator = self._loaded()
         if self._stages is None:
             from cofounder_agent.engine.recipe import StageRunner
 
             self._stages = StageRunner(generator.models, self._settings.models_dir)
-        return await self._on_engine(self._stages.run, spec, image, params, index, on_step, mask)
+        run, guarded = self._stages.run, _guarded(on_step, control)
+        return await self._on_engine([control], run, spec, image, params, index, guarded, mask)
 
     def _loaded(self) -> TwoStageGenerator:
         if self._generator is None:
             raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
         return self._generator
 
-    async def _on_engine(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` on the engine thread, carrying the caller's context (the job id of log records)."""
+    async def _on_engine(self, controls: list[JobControl | None], fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the engine thread for the jobs of ``controls``, carrying the caller's context.
+
+        The context carries the job id of log records; the call runs on its jobs' clocks.
+        """
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, context.run, fn, *args)
+        return await loop.run_in_executor(self._executor, context.run, _engine_call, controls, fn, args)
 
     async def gpu_memory(self) -> dict[str, int]:
         """torch's allocated and reserved bytes on the CUDA device; empty on CPU."""
@@ -214,3 +234,27 @@ class ImageService:
             log.info("fast path: %s", apply_fast_path(models, fast))
             self._fast_path = fast.enabled
         return TwoStageGenerator(models)
+
+
+def _guarded(on_step: StepCallback | None, control: JobControl | None) -> StepCallback | None:
+    return on_step if control is None else control.guard(on_step)
+
+
+def _engine_call(controls: list[JobControl | None], fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """On the engine thread: run ``fn`` with its jobs' clocks running and their check reachable.
+
+    Every phase calls ``checkpoint`` (before each pipeline call, between VAE blocks, upscale
+    tiles and faces); for a batch it stops only once every member has stopped.
+    """
+    jobs = [control for control in controls if control is not None]
+    # A member without a control never stops, so neither does its batch's shared work.
+    check: Check | None = every_member([c.check for c in jobs]) if jobs and len(jobs) == len(controls) else None
+    for control in jobs:
+        control.enter()
+    try:
+        with checked_by(check):
+            checkpoint()  # cancelled while the call waited for the engine: do not start it
+            return fn(*args)
+    finally:
+        for control in jobs:
+            control.leave()

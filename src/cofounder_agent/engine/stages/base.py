@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from cofounder_agent.engine.params import GenerationParams
-from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 
 
 def negative_prompts(batch: list[GenerationParams]) -> list[str] | None:
@@ -31,6 +31,7 @@ def run_base(
     from its own generator, so a member's latent is the one it would get alone.
     """
     params = batch[0]
+    checkpoint()  # text encoding, before the first step, cannot be interrupted (but is bounded: 77 tokens)
     out = pipe(
         prompt=[p.prompt for p in batch],
         negative_prompt=negative_prompts(batch),

@@ -1,16 +1,66 @@
-"""What every denoising stage shares: progress reporting and cancellation."""
+"""What every stage shares: progress reporting, cancellation, and the current job's check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 # on_step(stage, step, total) -> None; raising GenerationCancelled stops the run at that step.
 StepCallback = Callable[[str, int, int], None]
+# check() -> None; raises GenerationCancelled when the work in progress must stop.
+Check = Callable[[], None]
+
+# Set on the engine thread for the duration of one engine call (ImageService); other threads
+# see None, so running the engine directly (tests, benchmarks) never stops on its own.
+_current_check: ContextVar[Check | None] = ContextVar("engine_check", default=None)
 
 
 class GenerationCancelled(Exception):
-    """Raised from a step callback to stop a generation between denoising steps."""
+    """Raised to stop the engine's work: from a step callback, or from a check between tiles or blocks."""
+
+
+class EngineTimeExceeded(GenerationCancelled):
+    """Raised by a job's check when the job has used up its time on the engine."""
+
+
+def checkpoint() -> None:
+    """Stop here (raise GenerationCancelled) if the current engine call's check says so."""
+    check = _current_check.get()
+    if check is not None:
+        check()
+
+
+@contextlib.contextmanager
+def checked_by(check: Check | None) -> Iterator[None]:
+    """Make ``check`` the one that ``checkpoint`` calls inside the block (on this thread)."""
+    token = _current_check.set(check)
+    try:
+        yield
+    finally:
+        _current_check.reset(token)
+
+
+def every_member(checks: list[Check]) -> Check:
+    """A batch's check for its shared phases: stop only when every member's own check says stop.
+
+    The same rule as ``fan_out`` for steps: a member that stopped leaves the others running.
+    """
+
+    def check() -> None:
+        stop: GenerationCancelled | None = None
+        for member in checks:
+            try:
+                member()
+            except GenerationCancelled as exc:
+                stop = exc
+            else:
+                return
+        if stop is not None:
+            raise stop
+
+    return check
 
 
 def fan_out(callbacks: list[StepCallback | None]) -> tuple[StepCallback, set[int]]:

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from PIL.Image import Image
 
+from cofounder_agent.engine.stages.common import checkpoint
+
 
 def decode_latents(pipe: Any, latents: torch.Tensor) -> Image:
     """Decode a single latent (see ``decode_batch``)."""
@@ -21,6 +23,7 @@ def decode_batch(pipe: Any, latents: torch.Tensor) -> list[Image]:
     NaN/black images in fp16), so latents are cast to the VAE's dtype here instead of
     up- and down-casting the shared VAE on every call as the pipelines do.
     """
+    checkpoint()
     vae = pipe.vae
     latents = latents.to(device=vae.device, dtype=vae.dtype)
     config = vae.config

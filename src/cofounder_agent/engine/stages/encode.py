@@ -13,10 +13,13 @@ from typing import Any
 import torch
 from PIL.Image import Image
 
+from cofounder_agent.engine.stages.common import checkpoint
+
 
 @torch.no_grad()
 def encode_image(pipe: Any, image: Image, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     """Return the scaled latent of ``image`` in ``dtype`` (the UNet's)."""
+    checkpoint()
     vae = pipe.vae
     pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=vae.dtype)
     latents = vae.encode(pixels).latent_dist.sample(generator).to(dtype)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cofounder_agent.engine.stages.common import checkpoint
+
 CROP = 512
 # Eye centres of the 512² FFHQ template (facexlib's five-point template, eyes only).
 TEMPLATE_EYES = np.array([[192.98, 239.94], [318.90, 240.19]])
@@ -99,6 +101,7 @@ def restore_faces(image: Image.Image, faces: list[Face], restore: Restorer, stre
     size = (canvas.shape[1], canvas.shape[0])
     mask = _feather_mask()
     for face in faces:
+        checkpoint()
         matrix = face.to_crop()
         crop = cv2.warpAffine(canvas, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         restored = restore(np.clip(np.rint(crop), 0, 255).astype(np.uint8)).astype(np.float32)

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from PIL.Image import Image
 
 from cofounder_agent.engine.schedule import img2img_runs
-from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
 
@@ -52,6 +52,7 @@ def refine_image(
         raise ValueError(f"{spec.steps} steps at strength {spec.strength}: no denoising step would run")
     size = image.size
     latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
+    checkpoint()
     out = pipe(
         prompt=spec.prompt,
         negative_prompt=spec.negative_prompt,
@@ -79,6 +80,7 @@ def refine_variations(
     if not img2img_runs(spec.steps, spec.strength):
         raise ValueError(f"{spec.steps} steps at strength {spec.strength}: no denoising step would run")
     latents = encode_image(pipe, fit8(image), generator, pipe.unet.dtype)
+    checkpoint()
     out = pipe(
         prompt=prompts,
         negative_prompt=[spec.negative_prompt or ""] * len(prompts) if spec.negative_prompt else None,

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter
 
-from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 from cofounder_agent.engine.stages.decode import decode_latents
 from cofounder_agent.engine.stages.img2img import RefinePass, fit8
 
@@ -64,6 +64,7 @@ def inpaint_region(
     if mask.getbbox() is None:
         raise ValueError("the mask is empty: nothing to refine")
     work = fit8(image)  # the pipeline takes multiples of 8; the composite happens at the input's size
+    checkpoint()
     with vae_dtype_kept(pipe.vae):
         out = pipe(
             prompt=ask.prompt,

@@ -8,7 +8,7 @@ import torch
 
 from cofounder_agent.engine.params import GenerationParams
 from cofounder_agent.engine.stages.base import negative_prompts
-from cofounder_agent.engine.stages.common import StepCallback, step_hook
+from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 
 
 def refiner_schedule(params: GenerationParams) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def run_refiner(
 ) -> torch.Tensor:
     """Denoise the batch's ``latents`` with an img2img pipeline and return the refined latents."""
     params = batch[0]
+    checkpoint()
     out = pipe(
         prompt=[p.prompt for p in batch],
         negative_prompt=negative_prompts(batch),

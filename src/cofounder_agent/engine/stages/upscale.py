@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from cofounder_agent.engine.stages.common import checkpoint
+
 
 def lanczos(image: Image.Image, factor: int) -> Image.Image:
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
@@ -52,6 +54,7 @@ def process_tiles(
     total = np.zeros((height * scale, width * scale, 3), dtype=np.float32)
     weight = np.zeros((height * scale, width * scale, 1), dtype=np.float32)
     for left, top, right, bottom in tiles(width, height, tile, overlap):
+        checkpoint()  # between tiles: a big picture's tiles add up to more than a job's time
         done = np.asarray(work(image.crop((left, top, right, bottom))).convert("RGB"), dtype=np.float32)
         wy = _ramp((bottom - top) * scale, overlap * scale, top == 0, bottom == height)
         wx = _ramp((right - left) * scale, overlap * scale, left == 0, right == width)
