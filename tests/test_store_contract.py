@@ -202,3 +202,29 @@ def test_a_restart_removes_what_a_crash_left(tmp_path: Path) -> None:
         assert files.ids() == set()
         job = httpx.get(f"{url}/v1/jobs/{job_id}").json()
         assert (job["status"], job["image_ids"]) == ("failed", [])
+
+
+def test_a_job_cut_short_leaves_no_image_its_results_do_not_name(served: tuple[str, Path]) -> None:
+    url, data_dir = served
+    # The generated picture is kept as an intermediate, then a long refine stage is cancelled:
+    # the intermediate belongs to a result that never finished, so nothing may name it.
+    body = {
+        "prompt": "cut short",
+        "width": 64,
+        "height": 64,
+        "steps": 4,
+        "keep_intermediates": True,
+        "stages": [{"type": "refine", "strength": 1.0, "steps": 200}],
+    }
+    with httpx.Client(base_url=url, timeout=60) as client:
+        job = client.post("/v1/jobs", json=body).json()
+        deadline = time.monotonic() + 600
+        while (seen := client.get(f"/v1/jobs/{job['id']}").json())["stage"] != "refine":
+            assert seen["status"] in ("queued", "running") and time.monotonic() < deadline, seen
+            time.sleep(0.02)
+        with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
+            assert db.execute("SELECT count(*) FROM images WHERE job_id = ?", (job["id"],)).fetchone()[0] == 1
+        done = client.delete(f"/v1/jobs/{job['id']}").json()
+    assert done["status"] == "cancelled" and done["image_ids"] == [] and done["results"] == []
+    with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM images WHERE job_id = ?", (job["id"],)).fetchone()[0] == 0

@@ -367,7 +367,9 @@ class Worker:
         return stored.id
 
     async def finished(self, job: JobRow) -> None:
-        """Announce a job's end: its event stream's last event, then the finish hooks."""
+        """Drop pictures its results do not name; announce its end: the last event, then the hooks."""
+        referenced = {*job.image_ids, *(i for r in job.results for i in r.get("intermediate_ids", []))}
+        await self.store.prune_unreferenced(job.id, referenced, self.files)  # e.g. a cut-short result's
         self.hub.publish(job.id, terminal_event(job))
         for hook in self.on_finish:
             try:
