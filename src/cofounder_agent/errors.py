@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,11 +28,16 @@ class AppError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    retry_after: int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+    extra = dict(headers or {}) | ({"Retry-After": str(retry_after)} if retry_after else {})
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=extra or None)
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
@@ -61,8 +67,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        # FastAPI answers a body it cannot parse (bad UTF-8, broken multipart) with a bare 400.
+        field = "body" if exc.status_code in (400, 413) else None
+        # The headers carry what the status requires, e.g. Allow on a 405 (RFC 9110).
+        return error_response(exc.status_code, code, str(exc.detail), field, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.middleware import ApiKeyMiddleware, DeclaredSizeMiddleware, FormAsJsonMiddleware
+from cofounder_agent.openapi import install_openapi
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
 from cofounder_agent.services.egress import webhook_client
 from cofounder_agent.services.featured_image import FeaturedImageService
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     install_error_handlers(app)
+    install_openapi(app, api_key=settings.image_api_key is not None)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     for module in (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes):
         app.include_router(module.router, max_body_size=body_limit)

@@ -28,7 +28,11 @@ async def get_recipe(name: str, jobs: JobServiceDep) -> RecipeTemplate:
     return jobs.recipes.get(name)
 
 
-@router.put("/{name}", responses={422: {"model": ErrorBody}}, response_model_exclude_none=True)
+@router.put(
+    "/{name}",
+    responses={201: {"model": RecipeTemplate, "description": "Saved as a new recipe"}, 422: {"model": ErrorBody}},
+    response_model_exclude_none=True,
+)
 async def put_recipe(name: str, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
     """Save a recipe (201 when new); a saved recipe may replace a built-in one of the same name."""
     # The checks a job gets, now: a saved recipe that no job could use is refused here.

@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field, field_validator
 from cofounder_agent.schemas.media import Prompt
 
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+# The sizes the validator takes, spelled out for the OpenAPI document (multiples of 8 from
+# 64 to 2048 a side), so that clients and schema-driven tools know which strings are valid.
+_SIDE = "(?:" + "|".join(str(side) for side in range(64, 2049, 8)) + ")"
+SIZE_PATTERN = f"^(?:auto|{_SIDE}x{_SIDE})$"
 
 
 class OpenAIImageRequest(BaseModel):
@@ -20,7 +24,11 @@ class OpenAIImageRequest(BaseModel):
     prompt: Prompt
     model: str | None = None
     n: int = Field(1, ge=1, le=8)
-    size: str = Field("1024x1024", description="WIDTHxHEIGHT, multiples of 8 from 64 to 2048, or auto")
+    size: str = Field(
+        "1024x1024",
+        description="WIDTHxHEIGHT, multiples of 8 from 64 to 2048, or auto",
+        json_schema_extra={"pattern": SIZE_PATTERN},
+    )
     response_format: Literal["url", "b64_json"] = "url"
     user: str | None = Field(None, max_length=200)
 
