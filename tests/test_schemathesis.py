@@ -28,13 +28,26 @@ from pexels_fakes import API_KEY, FakePexels
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 CONFIG = """
 max-stream-events = 8
-request-timeout = 120
+request-timeout = 300
 workers = 1
 [generation]
 deterministic = true
-max-examples = 8
+max-examples = 5
+# Every check (a --checks on the command line would override the per-operation entry below).
+[checks]
+enabled = true
+max_response_time = 300
 [phases.stateful]
-max-steps = 8
+max-steps = 6
+[phases.stateful.generation]
+max-examples = 3
+# Multipart uploads: the coverage phase sends bytes no picture decoder reads and a null
+# board_id as the text "null" (a form has no null), and calls both valid. Valid uploads are
+# accepted in tests/test_boards_images.py; every other check still runs on this operation.
+[[operations]]
+include-path = "/v1/images"
+include-method = "POST"
+checks.positive_data_acceptance.enabled = false
 """
 
 
@@ -45,7 +58,7 @@ def test_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
     with running_server(settings, FakePexels().transport()) as url:
         wait_ready(url)
         command = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()"]
-        args = ["--config-file", str(config), "--no-color", "run", f"{url}/openapi.json", "--checks", "all"]
+        args = ["--config-file", str(config), "--no-color", "run", f"{url}/openapi.json"]
         env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
         run = subprocess.run(
             [*command, *args, "--report", "junit", "--report-dir", str(tmp_path / "report")],

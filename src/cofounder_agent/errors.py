@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from cofounder_agent.schemas import ErrorBody, ErrorDetail
 from cofounder_agent.services.pexels import PexelsError
@@ -46,6 +47,16 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _allowed_methods(request: Request) -> str:
+    # Each method of a path is its own route, and Starlette's Allow names only the first
+    # route's: gather those of every route whose path matches (a partial match).
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,8 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         # FastAPI answers a body it cannot parse (bad UTF-8, broken multipart) with a bare 400.
         field = "body" if exc.status_code in (400, 413) else None
-        # The headers carry what the status requires, e.g. Allow on a 405 (RFC 9110).
-        return error_response(exc.status_code, code, str(exc.detail), field, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: Allow lists every method of the resource
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, code, str(exc.detail), field, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

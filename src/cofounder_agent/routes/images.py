@@ -59,7 +59,8 @@ async def upload_image(
     request: Request,
     gallery: GalleryDep,
     settings: SettingsDep,
-    board_id: Annotated[str | None, Form(pattern=r"^[0-9a-f]{32}$")] = None,
+    # An empty form field means no board (FastAPI reads it as omitted): the pattern says so.
+    board_id: Annotated[str | None, Form(pattern=r"^(?:[0-9a-f]{32})?$", description="empty: no board")] = None,
 ) -> ImagePublic:
     """Upload a picture (for example to refine it), optionally into a board."""
     limit = int(settings.image_max_upload_mb * 1024 * 1024)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from cofounder_agent.deps import JobServiceDep
-from cofounder_agent.jobs.named import BUILT_IN
+from cofounder_agent.jobs.named import BUILT_IN, NAME
 from cofounder_agent.jobs.recipes import resolve_recipe
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
 
 router = APIRouter(prefix="/v1/recipes", tags=["recipes"])
+# A recipe name as the store takes it; the path says so, so a bad name is a 422 naming it.
+RecipeName = Annotated[str, Path(pattern=NAME.pattern, description="lowercase letters, digits, - and _, at most 64")]
 
 
 @router.get("")
@@ -23,7 +25,7 @@ async def list_recipes(jobs: JobServiceDep) -> dict[str, Any]:
 
 
 @router.get("/{name}", responses={404: {"model": ErrorBody}}, response_model_exclude_none=True)
-async def get_recipe(name: str, jobs: JobServiceDep) -> RecipeTemplate:
+async def get_recipe(name: RecipeName, jobs: JobServiceDep) -> RecipeTemplate:
     """One recipe's options."""
     return jobs.recipes.get(name)
 
@@ -33,7 +35,7 @@ async def get_recipe(name: str, jobs: JobServiceDep) -> RecipeTemplate:
     responses={201: {"model": RecipeTemplate, "description": "Saved as a new recipe"}, 422: {"model": ErrorBody}},
     response_model_exclude_none=True,
 )
-async def put_recipe(name: str, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
+async def put_recipe(name: RecipeName, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
     """Save a recipe (201 when new); a saved recipe may replace a built-in one of the same name."""
     # The checks a job gets, now: a saved recipe that no job could use is refused here.
     resolve_recipe(JobCreate.model_validate({"prompt": "check", **body.model_dump(exclude_none=True)}), jobs.settings)
