@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from cofounder_agent.schemas import ErrorBody, ErrorDetail
 from cofounder_agent.services.pexels import PexelsError
@@ -27,17 +29,32 @@ class AppError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    retry_after: int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+    extra = dict(headers or {}) | ({"Retry-After": str(retry_after)} if retry_after else {})
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=extra or None)
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
     # ("body", "width") -> "width"; ("body", "keywords", 3) -> "keywords.3"; ("body",) -> "body"
     parts = [str(p) for p in loc[1:]] if len(loc) > 1 and loc[0] in ("body", "query", "path") else [str(p) for p in loc]
     return ".".join(parts) or "body"
+
+
+def _allowed_methods(request: Request) -> str:
+    # Each method of a path is its own route, and Starlette's Allow names only the first
+    # route's: gather those of every route whose path matches (a partial match).
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -61,8 +78,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        # FastAPI answers a body it cannot parse (bad UTF-8, broken multipart) with a bare 400.
+        field = "body" if exc.status_code in (400, 413) else None
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: Allow lists every method of the resource
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, code, str(exc.detail), field, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -25,6 +25,7 @@ from cofounder_agent.middleware import (
     InFlight,
     InFlightMiddleware,
 )
+from cofounder_agent.openapi import install_openapi
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
 from cofounder_agent.services.egress import webhook_client
 from cofounder_agent.services.featured_image import FeaturedImageService
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
     install_error_handlers(app)
+    install_openapi(app, api_key=settings.image_api_key is not None)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     for module in (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes):
         app.include_router(module.router, max_body_size=body_limit)

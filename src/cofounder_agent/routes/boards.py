@@ -59,7 +59,15 @@ async def board_images(
     return await gallery.board_images(board_id, limit, offset, image_url(request))
 
 
-@router.get("/{board_id}/download", responses=NOT_FOUND)
+ZIP: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A zip of the board's images",
+        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.get("/{board_id}/download", response_class=FileResponse, responses=NOT_FOUND | ZIP)
 async def download_board(board_id: str, gallery: GalleryDep, cleanup: BackgroundTasks) -> FileResponse:
     """All of the board's images in one zip file."""
     path, name = await gallery.zip_board(board_id)

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from cofounder_agent.deps import ImageServiceDep
 from cofounder_agent.errors import AppError
+from cofounder_agent.schemas import ErrorBody
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +22,7 @@ async def healthz() -> Probe:
     return Probe(status="ok")
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"model": ErrorBody, "description": "Models loading, or their load failed"}})
 async def readyz(images: ImageServiceDep) -> Probe:
     """Answer 200 once the models are loaded, 503 while loading or after a failed load."""
     s = images.status

@@ -25,7 +25,18 @@ def image_url(request: Request) -> Any:
     return lambda image_id: str(request.url_for("get_image", image_id=image_id))
 
 
-@router.get("/{image_id}", name="get_image", responses=NOT_FOUND)
+# Stored pictures are PNG, JPEG or WebP (uploads keep their type); thumbnails are PNG.
+PICTURE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The picture",
+        "content": {
+            t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/png", "image/jpeg", "image/webp")
+        },
+    }
+}
+
+
+@router.get("/{image_id}", name="get_image", response_class=FileResponse, responses=NOT_FOUND | PICTURE)
 async def get_image(image_id: str, gallery: GalleryDep, variant: Literal["full", "thumbnail"] = "full") -> FileResponse:
     """Download the image at full resolution, or a thumbnail (at most 256 px a side)."""
     if variant == "thumbnail":
@@ -48,7 +59,8 @@ async def upload_image(
     request: Request,
     gallery: GalleryDep,
     settings: SettingsDep,
-    board_id: Annotated[str | None, Form(pattern=r"^[0-9a-f]{32}$")] = None,
+    # An empty form field means no board (FastAPI reads it as omitted): the pattern says so.
+    board_id: Annotated[str | None, Form(pattern=r"^(?:[0-9a-f]{32})?$", description="empty: no board")] = None,
 ) -> ImagePublic:
     """Upload a picture (for example to refine it), optionally into a board."""
     limit = int(settings.image_max_upload_mb * 1024 * 1024)

@@ -22,7 +22,12 @@ async def _job(job_id: str, jobs: JobServiceDep) -> JobRow:
     return await jobs.get_row(job_id)
 
 
-@router.post("", status_code=202, responses={**ERRORS, 429: {"model": ErrorBody}})
+REPLAY: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobPublic, "description": "The job this Idempotency-Key already made"}
+}
+
+
+@router.post("", status_code=202, responses={**ERRORS, **REPLAY, 429: {"model": ErrorBody}})
 async def submit_job(
     body: JobCreate,
     jobs: JobServiceDep,

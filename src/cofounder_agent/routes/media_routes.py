@@ -15,7 +15,12 @@ router = APIRouter(prefix="/api/media", tags=["media"])
 
 @router.post(
     "/generate-image",
-    responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}, 502: {"model": ErrorBody}},
+    responses={
+        422: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+        502: {"model": ErrorBody},
+    },
 )
 async def generate_image(
     body: ImageGenerationRequest,

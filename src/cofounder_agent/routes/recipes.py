@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from cofounder_agent.deps import JobServiceDep
-from cofounder_agent.jobs.named import BUILT_IN
+from cofounder_agent.jobs.named import BUILT_IN, NAME
 from cofounder_agent.jobs.recipes import resolve_recipe
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
 
 router = APIRouter(prefix="/v1/recipes", tags=["recipes"])
+# A recipe name as the store takes it; the path says so, so a bad name is a 422 naming it.
+RecipeName = Annotated[str, Path(pattern=NAME.pattern, description="lowercase letters, digits, - and _, at most 64")]
 
 
 class RecipeListed(BaseModel):
@@ -37,13 +41,17 @@ async def list_recipes(jobs: JobServiceDep) -> RecipesPublic:
 
 
 @router.get("/{name}", responses={404: {"model": ErrorBody}}, response_model_exclude_none=True)
-async def get_recipe(name: str, jobs: JobServiceDep) -> RecipeTemplate:
+async def get_recipe(name: RecipeName, jobs: JobServiceDep) -> RecipeTemplate:
     """One recipe's options."""
     return jobs.recipes.get(name)
 
 
-@router.put("/{name}", responses={422: {"model": ErrorBody}}, response_model_exclude_none=True)
-async def put_recipe(name: str, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
+@router.put(
+    "/{name}",
+    responses={201: {"model": RecipeTemplate, "description": "Saved as a new recipe"}, 422: {"model": ErrorBody}},
+    response_model_exclude_none=True,
+)
+async def put_recipe(name: RecipeName, body: RecipeTemplate, jobs: JobServiceDep, response: Response) -> RecipeTemplate:
     """Save a recipe (201 when new); a saved recipe overrides a built-in of the same name until deleted."""
     # The checks a job gets, now: a saved recipe that no job could use is refused here.
     resolve_recipe(JobCreate.model_validate({"prompt": "check", **body.model_dump(exclude_none=True)}), jobs.settings)
@@ -53,7 +61,7 @@ async def put_recipe(name: str, body: RecipeTemplate, jobs: JobServiceDep, respo
 
 
 @router.delete("/{name}", status_code=204, responses={404: {"model": ErrorBody}})
-async def delete_recipe(name: str, jobs: JobServiceDep) -> Response:
+async def delete_recipe(name: RecipeName, jobs: JobServiceDep) -> Response:
     """Delete a saved recipe; a built-in one of the same name is restored."""
     jobs.recipes.delete(name)
     return Response(status_code=204)

@@ -8,17 +8,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
 from cofounder_agent.engine.params import MAX_SEED, RefinerMode, SchedulerName
-from cofounder_agent.schemas.media import Dimension, Prompt
+from cofounder_agent.schemas.media import Body, Dimension, Prompt
 from cofounder_agent.schemas.stages import Stage
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-class RefinerSpec(BaseModel):
+class RefinerSpec(Body):
     """How the refiner follows the base: options belong to their mode only."""
-
-    model_config = {"extra": "forbid"}
 
     mode: RefinerMode = "ensemble"
     switch_at: float | None = Field(None, gt=0.0, lt=1.0, description="ensemble: base share of the schedule")
@@ -26,10 +24,8 @@ class RefinerSpec(BaseModel):
     strength: float | None = Field(None, gt=0.0, le=1.0, description="img2img: re-noising strength")
 
 
-class JobCreate(BaseModel):
+class JobCreate(Body):
     """A generation recipe. Omitted options take the server's defaults when the job is queued."""
-
-    model_config = {"extra": "forbid"}
 
     prompt: Prompt
     negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
@@ -43,7 +39,7 @@ class JobCreate(BaseModel):
     num_images: int = Field(1, ge=1, le=8)
     board_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     priority: int = Field(0, ge=-10, le=10, description="higher runs first; equal priorities run in order")
-    callback_url: AnyHttpUrl | None = Field(None, description="POSTed the final job JSON when it ends")
+    callback_url: AnyHttpUrl | None = Field(None, strict=False, description="POSTed the final job JSON when it ends")
     keep_intermediates: bool = Field(False, description="also store earlier stages' pictures, flagged")
     stream_intermediates: bool = Field(
         False, description="store and announce each stage's picture, deleting it once the next stage succeeds"
@@ -57,10 +53,8 @@ class JobCreate(BaseModel):
     )
 
 
-class RecipeTemplate(BaseModel):
+class RecipeTemplate(Body):
     """A named recipe: any job options but the prompt, the input pictures and the recipe name."""
-
-    model_config = {"extra": "forbid"}
 
     negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
     width: Dimension | None = None
@@ -118,13 +112,11 @@ class JobsPublic(BaseModel):
     count: int
 
 
-class BoardCreate(BaseModel):
-    model_config = {"extra": "forbid"}
+class BoardCreate(Body):
     name: Name
 
 
-class BoardUpdate(BaseModel):
-    model_config = {"extra": "forbid"}
+class BoardUpdate(Body):
     name: Name
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cofounder_agent.schemas.media import Prompt
+from cofounder_agent.schemas.media import Body, Prompt
 
 Strength = Annotated[float, Field(gt=0.0, le=1.0)]
 # A model file in the models dir: a plain .safetensors file name, never a path.
@@ -21,9 +21,7 @@ DETAIL_LEVELS: dict[str, tuple[int, float, float]] = {
 }
 
 
-class _Stage(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class _Stage(Body):
     prompt: Prompt | None = Field(None, description="default: the job's prompt")
     guidance_scale: float | None = Field(None, ge=1.0, le=30.0, description="default: the job's")
     model: Literal["refiner", "base"] = Field("refiner", description="which loaded UNet denoises")
@@ -77,7 +75,7 @@ class InpaintStage(_Stage):
     type: Literal["inpaint"]
     model: Literal["refiner", "base"] = "base"
     mask_image_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description="an uploaded mask picture")
-    box: tuple[int, int, int, int] | None = Field(None, description="left, top, right, bottom in pixels")
+    box: tuple[int, int, int, int] | None = Field(None, strict=False, description="left, top, right, bottom in pixels")
     detail: Literal["low", "medium", "high", "ultra"] = Field("high", description="steps/strength/guidance preset")
     feather: int = Field(8, ge=0, le=64, description="blur radius of the mask's edge, in pixels")
 
@@ -105,13 +103,11 @@ class VariationsStage(_Stage):
     steps: int = Field(20, ge=1, le=200)
 
 
-class FaceRestoreStage(BaseModel):
+class FaceRestoreStage(Body):
     """Restore faces with a GFPGAN or RestoreFormer model, blended back by ``strength``.
 
     The seed's ``detect_and_enhance_faces``. No prompt, guidance or UNet: it runs the face model.
     """
-
-    model_config = {"extra": "forbid"}
 
     type: Literal["face_restore"]
     face_model: str | None = Field(
