@@ -86,31 +86,29 @@ def timed_out_check(jobs: list[dict[str, Any]]) -> dict[str, Any]:
             engine = sum(float(r.get("timings", {}).get("total_s", 0.0)) for r in job["results"])
             reference.setdefault(_shape(job), []).append(_engine_seconds(job) or engine)
     timed_out = [j for j in jobs if j["status"] == "failed" and _TIMED_OUT.search(j.get("error") or "")]
-    flagged, unknown = [], 0
+    seen: list[dict[str, Any]] = []
     for job in timed_out:
         match = _TIMED_OUT.search(job["error"])
         assert match is not None
-        timeout_s = float(match.group(1))
-        own = _engine_seconds(job)
-        how = "job record"
+        own, how = _engine_seconds(job), "job record"
         if own is None and reference.get(_shape(job)):
             own, how = statistics.median(reference[_shape(job)]), "same-shape median"
-        if own is None:
-            unknown += 1
-        elif own < FAR_BELOW * timeout_s:
-            recipe = job["recipe"]
-            flagged.append(
-                {
-                    "job_id": job["id"],
-                    "size": f"{recipe.get('width')}x{recipe.get('height')}",
-                    "steps": recipe.get("steps"),
-                    "engine_s": round(own, 3),
-                    "engine_from": how,
-                    "seconds": job.get("seconds"),
-                    "error": job["error"],
-                }
-            )
-    return {"timed_out": len(timed_out), "flagged": flagged, "unknown": unknown}
+        recipe = job["recipe"]
+        seen.append(
+            {
+                "job_id": job["id"],
+                "size": f"{recipe.get('width')}x{recipe.get('height')}",
+                "steps": recipe.get("steps"),
+                "engine_s": None if own is None else round(own, 3),
+                "engine_from": how if own is not None else "unknown",
+                "seconds": job.get("seconds"),
+                "error": job["error"],
+                "far_below": own is not None and own < FAR_BELOW * float(match.group(1)),
+            }
+        )
+    flagged = [entry for entry in seen if entry["far_below"]]
+    unknown = sum(entry["engine_s"] is None for entry in seen)
+    return {"timed_out": seen, "flagged": flagged, "unknown": unknown}
 
 
 async def orphan_images(http: httpx.AsyncClient, image_ids: set[str]) -> dict[str, Any]:
@@ -187,7 +185,8 @@ async def run_load(url: str, config: LoadConfig) -> dict[str, Any]:
         "checks": checks,
         "ok": all(v == 0 for v in checks.values() if v is not None),
         "details": {
-            "timed_out_jobs": timeouts["timed_out"],
+            "timed_out_jobs": len(timeouts["timed_out"]),
+            "timed_out": timeouts["timed_out"][:20],
             "failed_for_another_jobs_time": timeouts["flagged"][:20],
             "images_checked": orphans["checked"],
             "images_gone": orphans["gone"],
@@ -212,6 +211,9 @@ def render(report: dict[str, Any]) -> str:
     lines.append("4xx: " + (", ".join(f"{k} x{v}" for k, v in report["details"]["codes_4xx"].items()) or "none"))
     lines += [f"  {k}: {v[:160]}" for k, v in list(report["details"]["samples_4xx"].items())[:3]]
     lines.append(f"timed-out jobs: {report['details']['timed_out_jobs']}")
+    for entry in report["details"]["timed_out"][:5]:
+        lines.append(f"  {entry['size']}/{entry['steps']} steps: engine ~{entry['engine_s']} s")
+        lines[-1] += f" ({entry['engine_from']}), {entry['seconds']} s started to finished: {entry['error']}"
     for name, value in report["checks"].items():
         verdict = "n/a" if value is None else "ok" if value == 0 else "FAIL"
         lines.append(f"{name}: {'absent' if value is None else value} (must be 0) {verdict}")
