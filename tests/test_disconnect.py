@@ -137,3 +137,16 @@ def test_a_client_with_an_idempotency_key_comes_back_for_its_result(
         urls = [image["url"] for image in again.json()["data"]]
         assert urls == [f"{server}/v1/images/{image_id}" for image_id in done["image_ids"]]
     assert httpx.get(f"{server}/v1/jobs").json()["count"] == 1  # the same job, not a second one
+
+
+def test_a_synchronous_job_cancelled_by_someone_else_is_a_409_not_a_server_error(server: str) -> None:
+    sock = open_request(server, "/v1/images/generations", OPENAI | {"size": "512x512", "n": 4})
+    try:
+        job = only_job(server, sock)
+        assert httpx.delete(f"{server}/v1/jobs/{job['id']}", timeout=LIMIT_S).json()["status"] == "cancelled"
+        sock.settimeout(LIMIT_S)
+        head = sock.recv(65536).decode(errors="replace")
+    finally:
+        sock.close()
+    assert head.startswith("HTTP/1.1 409"), head
+    assert '"code":"job_cancelled"' in head.replace(" ", "")

@@ -26,7 +26,12 @@ OPENAI_FIELDS = {**JOB_FIELDS, "num_images": "n"} | dict.fromkeys(("width", "hei
 @router.post(
     "/v1/images/generations",
     response_model_exclude_none=True,
-    responses={422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={
+        409: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
 )
 async def create_images(
     body: OpenAIImageRequest,
@@ -42,6 +47,8 @@ async def create_images(
     width, height = body.dimensions
     recipe = JobCreate(prompt=body.prompt, width=width, height=height, num_images=body.n)
     job = await run_for(jobs, recipe, Caller(disconnect_of(request.receive), idempotency_key), OPENAI_FIELDS)
+    if job.status == "cancelled":  # by someone else (DELETE /v1/jobs/{id}): not a server failure
+        raise AppError(409, "job_cancelled", f"job {job.id} was cancelled: {job.error}", field="job_id")
     if job.status != "succeeded":
         raise AppError(503, "generation_failed", f"job {job.id} {job.status}: {job.error}")
     data = []
