@@ -17,6 +17,7 @@ import uvicorn
 from PIL import Image
 
 from cofounder_agent.config import Settings
+from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.main import create_app
 from webhook_receiver import Receiver
 
@@ -45,6 +46,14 @@ def reference(tiny_dirs: tuple[Path, Path]) -> Any:
     for pipe in (base, refiner):
         pipe.set_progress_bar_config(disable=True)
     return base, refiner
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    """An empty job store in its own SQLite file."""
+    db = Store(sqlite_url(tmp_path))
+    await db.init()
+    return db
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -89,6 +98,20 @@ def wait_ready(base_url: str, timeout: float = LIMIT_S) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError("models did not load")
+
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = LIMIT_S) -> dict[str, Any]:
+    """Poll a job until it ends; fail only when the outer limit passes (no machine speed assumed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in TERMINAL:
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(job_id)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.storage import ImageStore
-from conftest import make_settings, running_server, wait_ready
+from conftest import make_settings, running_server, wait_job, wait_ready
 
 SMALL = GenerationParams(prompt="a kite", seed=1, width=64, height=64, steps=5)
 
@@ -126,15 +126,6 @@ def _big_picture() -> bytes:
     return buffer.getvalue()
 
 
-def _wait(client: httpx.Client, job_id: str, deadline: float) -> dict[str, Any]:
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(job_id)
-
-
 @pytest.mark.slow
 def test_a_job_out_of_engine_time_frees_the_engine_for_the_next(tmp_path: Path) -> None:
     from spandrel.architectures.ESRGAN import ESRGAN
@@ -160,7 +151,6 @@ def test_a_job_out_of_engine_time_frees_the_engine_for_the_next(tmp_path: Path) 
             for i in range(3)
         ]
         assert all(job.status_code == 202 for job in small), [job.text for job in small]
-        deadline = time.monotonic() + 300
-        done = [_wait(client, job.json()["id"], deadline) for job in [big, *small]]
+        done = [wait_job(client, job.json()["id"]) for job in [big, *small]]
     assert [job["status"] for job in done[1:]] == ["succeeded"] * 3, [job["error"] for job in done[1:]]
     assert (done[0]["status"], done[0]["error"]) == ("failed", "timed out after 5 s on the engine")

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from cofounder_agent.jobs.store import QueueFull, Store, sqlite_url
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    db = Store(sqlite_url(tmp_path))
-    await db.init()
-    return db
+from cofounder_agent.jobs.store import QueueFull, Store
 
 
 async def test_claims_by_priority_then_submission_order(store: Store) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
+from conftest import LIMIT_S, make_settings, pixels, running_server, wait_job, wait_ready
 
 FAST: dict[str, Any] = {"prompt": "a castle", "width": 64, "height": 64, "steps": 20}
 # Slow enough on 2 CPU cores (~0.1 s a step) to be cancelled or timed out mid-run.
@@ -31,16 +31,6 @@ def _submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> dict[
     assert response.status_code in (200, 202), response.text
     job: dict[str, Any] = response.json()
     return job
-
-
-def _wait(client: httpx.Client, job_id: str, timeout: float = LIMIT_S) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise TimeoutError(job_id)
 
 
 def _wait_running(client: httpx.Client, job_id: str, min_step: int = 2) -> dict[str, Any]:
@@ -101,7 +91,7 @@ def test_five_jobs_stream_cancel_and_download(job_server: str) -> None:
 
         # Every succeeded image downloads.
         for job in (fast[0], fast[1], fast[3]):
-            done = _wait(client, job["id"])
+            done = wait_job(client, job["id"])
             assert done["status"] == "succeeded" and done["progress"] == 1.0
             (image_id,) = done["image_ids"]
             png = client.get(f"/v1/images/{image_id}")
@@ -130,9 +120,9 @@ def test_running_job_stops_within_one_step(job_server: str) -> None:
 
 def test_num_images_uses_consecutive_seeds(job_server: str) -> None:
     with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
-        done = _wait(client, _submit(client, {**FAST, "seed": 41, "num_images": 2})["id"])
+        done = wait_job(client, _submit(client, {**FAST, "seed": 41, "num_images": 2})["id"])
         assert [r["seed"] for r in done["results"]] == [41, 42] and len(done["image_ids"]) == 2
-        single = _wait(client, _submit(client, {**FAST, "seed": 42})["id"])
+        single = wait_job(client, _submit(client, {**FAST, "seed": 42})["id"])
         same = [pixels(client.get(f"/v1/images/{i}").content) for i in (done["image_ids"][1], single["image_ids"][0])]
         assert int(abs(same[0] - same[1]).max()) == 0
 
@@ -172,7 +162,7 @@ def test_unknown_and_finished_jobs(job_server: str) -> None:
         assert client.get("/v1/jobs/" + "0" * 32).status_code == 404
         assert client.get("/v1/jobs/" + "0" * 32 + "/events").status_code == 404
         assert client.delete("/v1/jobs/nope").status_code == 404
-        done = _wait(client, _submit(client, FAST)["id"])
+        done = wait_job(client, _submit(client, FAST)["id"])
         again = client.delete(f"/v1/jobs/{done['id']}")
         assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
         finished_stream = client.get(f"/v1/jobs/{done['id']}/events")
@@ -195,24 +185,26 @@ def test_full_queue_is_429_with_retry_after(tmp_path: Path) -> None:
 def test_job_timeout_fails_with_reason(tmp_path: Path) -> None:
     with running_server(make_settings(tmp_path, image_job_timeout_s=3.0)) as url, httpx.Client(base_url=url) as client:
         wait_ready(url)
-        done = _wait(client, _submit(client, SLOW)["id"])
+        done = wait_job(client, _submit(client, SLOW)["id"])
         assert done["status"] == "failed" and done["error"] == "timed out after 3 s on the engine"
         # The worker goes on with the next job.
-        after = _wait(client, _submit(client, FAST)["id"])
+        after = wait_job(client, _submit(client, FAST)["id"])
         assert after["status"] == "succeeded", after["error"]
 
 
 def test_intermediates_are_flagged_kept_and_cleaned_up(job_server: str) -> None:
     img2img = {"mode": "img2img", "steps": 20, "strength": 0.5}
     with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
-        kept = _wait(client, _submit(client, {**FAST, "seed": 9, "refiner": img2img, "keep_intermediates": True})["id"])
+        kept = wait_job(
+            client, _submit(client, {**FAST, "seed": 9, "refiner": img2img, "keep_intermediates": True})["id"]
+        )
         (result,) = kept["results"]
         (base_id,) = result["intermediate_ids"]
         assert kept["image_ids"] == [result["image_id"]]  # intermediates are not final images
         meta = client.get(f"/v1/images/{base_id}/metadata").json()
         assert meta["intermediate"] is True and meta["metadata"]["intermediate_stage"] == "base"
         # The kept picture is the finished base image: the refiner-less image of the same seed.
-        plain = _wait(client, _submit(client, {**FAST, "seed": 9, "refiner": {"mode": "none"}})["id"])
+        plain = wait_job(client, _submit(client, {**FAST, "seed": 9, "refiner": {"mode": "none"}})["id"])
         base_px = pixels(client.get(f"/v1/images/{base_id}").content)
         assert int(abs(base_px - pixels(client.get(f"/v1/images/{plain['image_ids'][0]}").content)).max()) == 0
         assert int(abs(base_px - pixels(client.get(f"/v1/images/{result['image_id']}").content)).max()) > 2
@@ -224,7 +216,7 @@ def test_intermediates_are_flagged_kept_and_cleaned_up(job_server: str) -> None:
         assert after["results"][0]["intermediate_ids"] == [] and after["image_ids"] == kept["image_ids"]
         assert after["results"][0]["image_id"] == result["image_id"]
 
-        default = _wait(client, _submit(client, {**FAST, "refiner": img2img})["id"])
+        default = wait_job(client, _submit(client, {**FAST, "refiner": img2img})["id"])
         assert default["results"][0]["intermediate_ids"] == []
 
 
@@ -269,7 +261,7 @@ def test_multi_stage_job_keeps_every_stage_and_streams_it(job_server: str) -> No
         job = _submit(client, body)
         events: list[tuple[str, dict[str, Any]]] = []
         _collect_events(job_server, job["id"], events)
-        done = _wait(client, job["id"])
+        done = wait_job(client, job["id"])
         assert done["status"] == "succeeded"
         (result,) = done["results"]
         base_id, refined_id = result["intermediate_ids"]
@@ -293,7 +285,7 @@ def test_multi_stage_job_keeps_every_stage_and_streams_it(job_server: str) -> No
 def test_progressive_job_keeps_three_pass_pictures(job_server: str) -> None:
     body = {**FAST, "stages": [{"type": "progressive", "steps": 20}], "keep_intermediates": True}
     with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
-        done = _wait(client, _submit(client, body)["id"])
+        done = wait_job(client, _submit(client, body)["id"])
         (result,) = done["results"]
         stages = [
             client.get(f"/v1/images/{i}/metadata").json()["metadata"]["intermediate_stage"]
@@ -332,7 +324,7 @@ def test_full_pipeline_recipe_by_name(job_server: str) -> None:
         assert wood["stages"][0]["prompt"] == "wood grain, detailed wood texture, natural pattern"
         body = {**FAST, "recipe": "full_pipeline"}
         body["stages"] = [{"type": "refine", "steps": 10}, {"type": "upscale", "steps": 10}]  # quicker, same shape
-        done = _wait(client, _submit(client, body)["id"])
+        done = wait_job(client, _submit(client, body)["id"])
         (result,) = done["results"]
         assert done["recipe"]["keep_intermediates"] is True  # from the recipe
         assert len(result["intermediate_ids"]) == 2 and [s["spec"]["type"] for s in result["recipe_stages"]] == [
@@ -395,7 +387,7 @@ def test_batch_refine_of_uploaded_pictures(job_server: str) -> None:
                 client.post("/v1/images", files={"file": ("p.png", buffer.getvalue(), "image/png")}).json()["id"]
             )
         body = {"prompt": "a red boat", "input_image_ids": ids, "stages": [{"type": "refine", "strength": 0.5}]}
-        done = _wait(client, _submit(client, body)["id"])
+        done = wait_job(client, _submit(client, body)["id"])
         assert done["status"] == "succeeded" and [r["input_image_id"] for r in done["results"]] == ids
         for result, original in zip(done["results"], ids, strict=True):
             refined = pixels(client.get(f"/v1/images/{result['image_id']}").content)
@@ -415,7 +407,7 @@ def test_inpaint_with_an_uploaded_mask(job_server: str) -> None:
     with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         mask_id = client.post("/v1/images", files={"file": ("m.png", buffer.getvalue(), "image/png")}).json()["id"]
         stage = {"type": "inpaint", "mask_image_id": mask_id, "detail": "medium", "feather": 2}
-        done = _wait(client, _submit(client, {**FAST, "stages": [stage], "keep_intermediates": True})["id"])
+        done = wait_job(client, _submit(client, {**FAST, "stages": [stage], "keep_intermediates": True})["id"])
         (result,) = done["results"]
         assert result["recipe_stages"][0]["outcome"] == "ok"
         base = pixels(client.get(f"/v1/images/{result['intermediate_ids'][0]}").content)
@@ -427,7 +419,7 @@ def test_inpaint_with_an_uploaded_mask(job_server: str) -> None:
 def test_variations_are_final_images(job_server: str) -> None:
     stages = [{"type": "refine", "strength": 0.3, "steps": 10}, {"type": "variations", "prompts": ["a", "b c"]}]
     with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
-        done = _wait(client, _submit(client, {**FAST, "stages": stages})["id"])
+        done = wait_job(client, _submit(client, {**FAST, "stages": stages})["id"])
         (result,) = done["results"]
         assert len(result["variation_ids"]) == 2 and done["image_ids"] == result["variation_ids"]
         assert all(client.get(f"/v1/images/{i}").status_code == 200 for i in done["image_ids"])
@@ -474,7 +466,7 @@ def test_a_stage_failure_reaches_results_events_and_metadata(tmp_path: Path) -> 
         job = _submit(client, {**FAST, "stages": stages})
         events: list[tuple[str, dict[str, Any]]] = []
         _collect_events(url, job["id"], events)
-        done = _wait(client, job["id"])
+        done = wait_job(client, job["id"])
         assert done["status"] == "succeeded"  # an optional stage failing does not fail the job
         (record,) = done["results"][0]["recipe_stages"]
         assert record["outcome"] == "fallback" and record["detail"]
@@ -490,7 +482,7 @@ def test_streamed_intermediates_go_once_the_next_stage_succeeds(job_server: str)
         job = _submit(client, {**FAST, "stages": stages, "stream_intermediates": True})
         events: list[tuple[str, dict[str, Any]]] = []
         _collect_events(job_server, job["id"], events)
-        done = _wait(client, job["id"])
+        done = wait_job(client, job["id"])
     # Everything but the final image's event (which carries no "intermediate" flag).
     streamed = [(kind, data) for kind, data in events if kind != "image" or data.get("intermediate")]
     flow = [

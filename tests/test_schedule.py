@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ from cofounder_agent.engine.models import load_models
 from cofounder_agent.engine.params import GenerationParams, LoadOptions
 from cofounder_agent.jobs.recipes import denoising_steps
 from cofounder_agent.schemas.stages import RefineStage
+from conftest import wait_job
 
 SMALL: dict[str, Any] = {"prompt": "a castle", "width": 64, "height": 64}
 
@@ -22,22 +22,12 @@ def generator() -> TwoStageGenerator:
     return TwoStageGenerator(load_models(LoadOptions(model="tiny", refiner_model="tiny")))
 
 
-def _finished(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise TimeoutError(job_id)
-
-
 def test_five_steps_switching_at_point_eight_run_as_a_job(tiny_server: str) -> None:
     body = {**SMALL, "steps": 5, "refiner": {"mode": "ensemble", "switch_at": 0.8}}
     with httpx.Client(base_url=tiny_server, timeout=120) as client:
         response = client.post("/v1/jobs", json=body)
         assert response.status_code in (200, 202), response.text
-        job = _finished(client, response.json()["id"])
+        job = wait_job(client, response.json()["id"])
     assert job["status"] == "succeeded", job["error"]
     assert job["results"][0]["refiner_applied"] is True
 

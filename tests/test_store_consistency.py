@@ -8,26 +8,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 from sqlalchemy import event, func, select
 
 from cofounder_agent.jobs.events import EventHub
 from cofounder_agent.jobs.named import RecipeBook
 from cofounder_agent.jobs.service import JobService
-from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import BoardRow, ImageRow, JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.storage import ImageStore
 from conftest import make_settings
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    db = Store(sqlite_url(tmp_path))
-    await db.init()
-    return db
 
 
 async def _dangling(store: Store) -> int:
