@@ -370,7 +370,9 @@ def test_a_saved_override_of_a_built_in_is_listed_and_deleting_it_restores_the_b
         assert client.delete("/v1/recipes/mine").status_code == 204
         assert client.get("/v1/recipes/mine").status_code == 404 and "mine" not in listed(client)
         assert client.delete("/v1/recipes/mine").status_code == 404
-        assert client.delete("/v1/recipes/no such name").status_code == 404
+        # Not a name a recipe can have: a bad path parameter, as on GET and PUT.
+        bad = client.delete("/v1/recipes/no such name")
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "name"
 
 
 def test_batch_refine_of_uploaded_pictures(job_server: str) -> None:
