@@ -139,7 +139,7 @@ class ImageStore:
         for name in [f"{image_id}.{ext}" for ext in _MEDIA_TYPES] + [f"{image_id}.json", f"{image_id}.thumb.png"]:
             path = self.dir / name
             if path.is_file() or path.is_symlink():
-                path.unlink()
+                path.unlink(missing_ok=True)  # a concurrent delete may get there first
                 removed = True
         return removed
 

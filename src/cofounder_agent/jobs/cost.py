@@ -60,7 +60,8 @@ def _base(recipe: JobCreate) -> Iterator[Part]:
     else:
         field = "width" if recipe.width >= recipe.height else "height"
     # Ensemble splits one schedule of ``steps`` between base and refiner; none runs the base only.
-    yield Part(field, pixels * recipe.steps)
+    # Counted as diffusers runs it: a second-order scheduler (heun) evaluates the UNet twice a step.
+    yield Part(field, pixels * schedule.full_steps(recipe.steps, recipe.scheduler or "euler"))
     spec = recipe.refiner
     if spec is not None and spec.mode == "img2img" and spec.steps is not None and spec.strength is not None:
         yield Part("refiner_steps", pixels * img2img_steps(spec.steps, spec.strength, recipe.scheduler))

@@ -368,8 +368,12 @@ class Worker:
 
     async def finished(self, job: JobRow) -> None:
         """Drop pictures its results do not name; announce its end: the last event, then the hooks."""
+        self._cancel.pop(job.id, None)  # a cancel that raced the job's end leaves no flag behind
         referenced = {*job.image_ids, *(i for r in job.results for i in r.get("intermediate_ids", []))}
-        await self.store.prune_unreferenced(job.id, referenced, self.files)  # e.g. a cut-short result's
+        try:  # e.g. a cut-short result's pictures; a failure here must not hide the job's end
+            await self.store.prune_unreferenced(job.id, referenced, self.files)
+        except Exception:
+            log.exception("could not drop the unreferenced pictures of job %s", job.id)
         self.hub.publish(job.id, terminal_event(job))
         for hook in self.on_finish:
             try:

@@ -14,14 +14,21 @@ from cofounder_agent.services.pexels import ATTRIBUTION
 STRICT_BODY = ConfigDict(extra="forbid", strict=True)
 
 
-def _integral(value: Any) -> Any:
+# Deeper than any body of this API nests (a job's stages: 4 levels); deeper is refused with a
+# 422 before anything recurses through it.
+MAX_DEPTH = 32
+
+
+def _integral(value: Any, depth: int = 0) -> Any:
     # JSON Schema's integer includes 2.0: read integral floats as ints (strict floats take ints).
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the body nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
+        return {k: _integral(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [_integral(v, depth + 1) for v in value]
     return value
 
 

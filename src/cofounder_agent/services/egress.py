@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import socket
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ import httpcore
 import httpx
 
 log = logging.getLogger(__name__)
+MAX_CONNECT_ADDRESSES = 4
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -121,9 +124,16 @@ def address_refusal(address: IPAddress) -> str | None:
     return next((reason for refused, reason in checks if refused), None)
 
 
+# Lookups get threads of their own: a name whose DNS never answers holds a thread until the
+# resolver gives up, and on the default executor a few such callback URLs would starve the
+# file work (PNG writes, uploads, thumbnails) that shares it. At most this many hang at once.
+_DNS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="egress-dns")
+
+
 async def resolve_host(host: str, port: int) -> list[IPAddress]:
-    """Every address ``host`` resolves to, by the event loop's (non-blocking) getaddrinfo."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address ``host`` resolves to, looked up off the event loop on the DNS threads."""
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().run_in_executor(_DNS, lookup)
     seen: dict[IPAddress, None] = {}
     for _family, _type, _proto, _name, sockaddr in infos:
         # Drop a v6 scope id ("fe80::1%eth0"): the address decides, and it is link-local anyway.
@@ -175,9 +185,25 @@ async def check_url(url: str, policy: EgressPolicy, resolve: Resolver | None = N
     host = host.strip("[]")
     try:
         addresses = await lookup(host, port, resolve)
-    except OSError:
-        raise EgressRefused(f"{host} does not resolve") from None
-    check_addresses(host, addresses, policy)
+        check_addresses(host, addresses, policy)
+    except (OSError, EgressRefused) as exc:
+        if _is_address(host):  # a literal address: saying why reveals nothing the caller did not send
+            raise EgressRefused(str(exc) if isinstance(exc, EgressRefused) else f"{host} is not reachable") from None
+        # A name: what it resolves to (or that it exists) is the operator's to know, not the
+        # caller's, or the 422 would map the internal DNS for anyone who can submit a job.
+        log.info("callback_url refused: %s", exc)
+        raise EgressRefused(
+            f"{host} is not a public destination (or does not resolve); only public addresses "
+            "(or IMAGE_WEBHOOK_ALLOW) are allowed"
+        ) from None
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -208,9 +234,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except OSError as exc:  # DNS trouble may pass: the sender retries it like any network error
             raise httpcore.ConnectError(str(exc)) from exc
         check_addresses(host, addresses, self.policy)
-        # 2. Try them in order, as a resolver-driven connect would.
+        # 2. Try them in order, as a resolver-driven connect would, but only the first few: a
+        #    name with many black-holed addresses must not hold a delivery for long.
         error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
+        for address in addresses[:MAX_CONNECT_ADDRESSES]:
             try:
                 return await self.inner.connect_tcp(str(address), port, timeout, local_address, options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
