@@ -13,3 +13,19 @@ def test_a_deeply_nested_body_is_a_422_not_a_500(tiny_server: str, path: str) ->
     response = httpx.post(tiny_server + path, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/jobs", {"GET", "HEAD", "POST"}),
+        ("PUT", "/v1/boards", {"GET", "HEAD", "POST"}),
+        ("PUT", "/v1/jobs/0123456789abcdef0123456789abcdef", {"GET", "HEAD", "DELETE"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
+    ],
+)
+def test_a_405_names_every_method_of_the_resource(tiny_server: str, method: str, path: str, allowed: set[str]) -> None:
+    response = httpx.request(method, tiny_server + path)
+    assert response.status_code == 405, response.text
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+    assert response.json()["error"]["code"] == "method_not_allowed"

@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 
 from cofounder_agent.schemas import ErrorBody, ErrorDetail
 from cofounder_agent.services.pexels import PexelsError
@@ -47,13 +46,27 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _allowed_methods(request: Request) -> str:
-    # Each method of a path is its own route, and Starlette's Allow names only the first
-    # route's: gather those of every route whose path matches (a partial match).
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
+_METHODS = frozenset({"get", "put", "post", "delete", "patch"})
+
+
+def _allowed_methods(request: Request, given: str | None) -> str:
+    """Every method of the resource at this path, from the app's OpenAPI document.
+
+    Each method of a path is its own route, and the router's own Allow names only the first
+    route's (FastAPI's included routers hide the rest from a walk over ``app.router``); the
+    document lists them all, and is the contract clients read anyway.
+    """
+    methods = {method.strip() for method in (given or "").split(",") if method.strip()}
+    segments = request.url.path.rstrip("/").split("/")
+    for path, item in request.app.openapi().get("paths", {}).items():
+        template = path.rstrip("/").split("/")
+        if len(template) == len(segments) and all(
+            part == segment or (part.startswith("{") and part.endswith("}") and segment)
+            for part, segment in zip(template, segments, strict=True)
+        ):
+            methods |= {method.upper() for method in item if method in _METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
     return ", ".join(sorted(methods))
 
 
@@ -85,7 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
         field = "body" if exc.status_code in (400, 413) else None
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # RFC 9110: Allow lists every method of the resource
-            headers["Allow"] = _allowed_methods(request)
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow"))
         return error_response(exc.status_code, code, str(exc.detail), field, headers=headers)
 
     @app.exception_handler(Exception)
