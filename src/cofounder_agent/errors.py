@@ -56,15 +56,20 @@ def _allowed_methods(request: Request, given: str | None) -> str:
     route's (FastAPI's included routers hide the rest from a walk over ``app.router``); the
     document lists them all, and is the contract clients read anyway.
     """
-    methods = {method.strip() for method in (given or "").split(",") if method.strip()}
     segments = request.url.path.rstrip("/").split("/")
+    # The routes this path reaches: the most literal template wins, as in routing
+    # (/v1/images/generations is that resource, not /v1/images/{image_id}).
+    matches: dict[int, set[str]] = {}
     for path, item in request.app.openapi().get("paths", {}).items():
         template = path.rstrip("/").split("/")
         if len(template) == len(segments) and all(
             part == segment or (part.startswith("{") and part.endswith("}") and segment)
             for part, segment in zip(template, segments, strict=True)
         ):
-            methods |= {method.upper() for method in item if method in _METHODS}
+            literal = sum(part == segment for part, segment in zip(template, segments, strict=True))
+            matches.setdefault(literal, set()).update(method.upper() for method in item if method in _METHODS)
+    # Paths outside the document (/docs, /openapi.json) keep the router's own answer.
+    methods = matches[max(matches)] if matches else {m.strip() for m in (given or "").split(",") if m.strip()}
     if "GET" in methods:
         methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
     return ", ".join(sorted(methods))
