@@ -104,6 +104,14 @@ class ImageStore:
             return StoredImage(image_id, path, known_type, _int(meta.get("width")), _int(meta.get("height")))
         return None
 
+    def open_rgb(self, image_id: str) -> Image.Image | None:
+        """Decode a stored image to RGB (the stages' input); None when it is not stored."""
+        stored = self.find(image_id)
+        if stored is None:
+            return None
+        with Image.open(stored.path) as image:
+            return image.convert("RGB")
+
     def thumbnail(self, image_id: str, media_type: str | None = None) -> Path | None:
         """A small PNG of the image, made once and kept beside it; None when it cannot be decoded."""
         stored = self.find(image_id, media_type)

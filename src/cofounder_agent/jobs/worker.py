@@ -259,10 +259,9 @@ class Worker:
         self, job: JobRow, recipe: JobCreate, params: GenerationParams, image_id: str, engine: Engine
     ) -> dict[str, Any]:
         """Run the recipe's stages on a stored picture (an upload, or an earlier result)."""
-        stored = self.files.find(image_id)
-        if stored is None:
+        picture = await asyncio.to_thread(self.files.open_rgb, image_id)
+        if picture is None:
             raise ValueError(f"input image {image_id} is gone")
-        picture = await asyncio.to_thread(_open_rgb, stored.path)
         metadata = {"source": "refined", "input_image_id": image_id, "params": asdict(params), "job_id": job.id}
         intermediate_ids: list[str] = []
         transient: list[str] = []
@@ -303,8 +302,7 @@ class Worker:
         for index, spec in enumerate(recipe.stages):
             mask = None
             if isinstance(spec, InpaintStage) and spec.mask_image_id is not None:
-                found = self.files.find(spec.mask_image_id)
-                mask = await asyncio.to_thread(_open_rgb, found.path) if found is not None else None
+                mask = await asyncio.to_thread(self.files.open_rgb, spec.mask_image_id)
             out = await self.images.run_stage(spec, image, params, index, engine[0], mask, engine[1])
             stage_records.append(out.record)
             last = index == len(recipe.stages) - 1
@@ -397,10 +395,3 @@ def _brief(record: dict[str, Any]) -> dict[str, Any]:
     """A stage record's headline for the event stream."""
     keys = ("outcome", "detail", "seconds", "scores", "passes", "threshold_met", "faces", "size")
     return {key: record[key] for key in keys if key in record}
-
-
-def _open_rgb(path: Any) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
