@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,12 @@ import uvicorn
 from PIL import Image
 
 from cofounder_agent.config import Settings
+from cofounder_agent.jobs.events import EventHub
 from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.main import create_app
+from cofounder_agent.services.image_service import ImageService
+from cofounder_agent.storage import ImageStore
 from webhook_receiver import Receiver
 
 # The outer limit of any wait on work (model loads, jobs, servers starting): generous, since a
@@ -54,6 +58,22 @@ async def store(tmp_path: Path) -> Store:
     db = Store(sqlite_url(tmp_path))
     await db.init()
     return db
+
+
+@asynccontextmanager
+async def in_process_worker(settings: Settings) -> AsyncIterator[tuple[Store, Worker]]:
+    """A store and a (not yet started) worker on the tiny model, wired as the app does; closed after."""
+    db = Store(sqlite_url(settings.image_data_dir))
+    await db.init()
+    images = ImageService(settings)
+    images.start()
+    worker = Worker(db, images, ImageStore(settings.image_data_dir), EventHub(), settings)
+    try:
+        yield db, worker
+    finally:
+        await worker.stop()
+        await images.close()
+        await db.close()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -18,14 +18,10 @@ from safetensors.torch import save_file
 from cofounder_agent.engine.control import JobControl
 from cofounder_agent.engine.params import GenerationParams
 from cofounder_agent.engine.stages.common import GenerationCancelled
-from cofounder_agent.jobs.events import EventHub
 from cofounder_agent.jobs.recipes import resolve_recipe
-from cofounder_agent.jobs.store import Store, sqlite_url
-from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.services.image_service import ImageService
-from cofounder_agent.storage import ImageStore
-from conftest import make_settings, running_server, wait_job, wait_ready
+from conftest import LIMIT_S, in_process_worker, make_settings, running_server, wait_job, wait_ready
 
 SMALL = GenerationParams(prompt="a kite", seed=1, width=64, height=64, steps=5)
 
@@ -96,17 +92,12 @@ async def test_a_stopped_member_drops_out_of_its_batch(tmp_path: Path) -> None:
 
 async def test_a_job_cancelled_before_its_first_step_says_so(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    db = Store(sqlite_url(settings.image_data_dir))
-    await db.init()
-    images = ImageService(settings)
-    images.start()
-    worker = Worker(db, images, ImageStore(settings.image_data_dir), EventHub(), settings)
-    body = {"prompt": "a kite", "width": 64, "height": 64, "steps": 6}
-    job, _ = await db.add_job(resolve_recipe(JobCreate(**body), settings).model_dump(mode="json"))
-    worker.request_cancel(job.id)  # as a cancel that lands just after the worker claimed the job
-    worker.start()
-    try:
-        deadline = time.monotonic() + 120
+    async with in_process_worker(settings) as (db, worker):
+        body = {"prompt": "a kite", "width": 64, "height": 64, "steps": 6}
+        job, _ = await db.add_job(resolve_recipe(JobCreate(**body), settings).model_dump(mode="json"))
+        worker.request_cancel(job.id)  # as a cancel that lands just after the worker claimed the job
+        worker.start()
+        deadline = time.monotonic() + LIMIT_S
         while (row := await db.get_job(job.id)) is not None and row.status in ("queued", "running"):
             assert time.monotonic() < deadline, row.status
             await asyncio.sleep(0.05)
@@ -114,10 +105,6 @@ async def test_a_job_cancelled_before_its_first_step_says_so(tmp_path: Path) -> 
             "cancelled",
             "cancelled while running (before its first step)",
         )
-    finally:
-        await worker.stop()
-        await images.close()
-        await db.close()
 
 
 def _big_picture() -> bytes:

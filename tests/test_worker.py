@@ -11,14 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cofounder_agent.jobs.events import EventHub
 from cofounder_agent.jobs.recipes import resolve_recipe
 from cofounder_agent.jobs.store import Store, sqlite_url
-from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import JobCreate
-from cofounder_agent.services.image_service import ImageService
-from cofounder_agent.storage import ImageStore
-from conftest import LIMIT_S, make_settings, running_server, wait_ready
+from conftest import LIMIT_S, in_process_worker, make_settings, running_server, wait_ready
 from webhook_receiver import Receiver
 
 FAST: dict[str, Any] = {"prompt": "a kite", "width": 64, "height": 64, "steps": 20}
@@ -26,33 +22,24 @@ FAST: dict[str, Any] = {"prompt": "a kite", "width": 64, "height": 64, "steps": 
 
 async def test_worker_survives_a_store_error(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    db = Store(sqlite_url(settings.image_data_dir))
-    await db.init()
-    images = ImageService(settings)
-    images.start()
-    worker = Worker(db, images, ImageStore(settings.image_data_dir), EventHub(), settings)
-    real_claim, calls = db.claim_next, 0
+    async with in_process_worker(settings) as (db, worker):
+        real_claim, calls = db.claim_next, 0
 
-    async def flaky_claim() -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("database is locked")
-        return await real_claim()
+        async def flaky_claim() -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("database is locked")
+            return await real_claim()
 
-    db.claim_next = flaky_claim  # type: ignore[method-assign]
-    job, _ = await db.add_job(resolve_recipe(JobCreate(**FAST), settings).model_dump(mode="json"))
-    worker.start()
-    try:
+        db.claim_next = flaky_claim  # type: ignore[method-assign]
+        job, _ = await db.add_job(resolve_recipe(JobCreate(**FAST), settings).model_dump(mode="json"))
+        worker.start()
         deadline = time.monotonic() + LIMIT_S
         while (row := await db.get_job(job.id)) is not None and row.status != "succeeded":
             assert time.monotonic() < deadline, row.status
             await asyncio.sleep(0.05)
         assert calls >= 2
-    finally:
-        await worker.stop()
-        await images.close()
-        await db.close()
 
 
 def test_jobs_failed_at_restart_are_announced(tmp_path: Path, receiver: Receiver) -> None:
