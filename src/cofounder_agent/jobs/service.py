@@ -23,6 +23,7 @@ class JobService:
     def __init__(self, store: Store, worker: Worker, hub: EventHub, settings: Settings, recipes: RecipeBook) -> None:
         self.store, self.worker, self.hub, self.settings = store, worker, hub, settings
         self.recipes = recipes
+        self.egress = EgressPolicy.parse(settings.image_webhook_allow)  # parsed once, not per submit
 
     async def submit(
         self, recipe: JobCreate, idempotency_key: str | None = None, fields: Mapping[str, str] = JOB_FIELDS
@@ -65,7 +66,7 @@ class JobService:
         check_cost(resolved, sizes, self.settings.image_max_job_cost, fields)
         if resolved.callback_url is not None:
             try:
-                await check_url(str(resolved.callback_url), EgressPolicy.parse(self.settings.image_webhook_allow))
+                await check_url(str(resolved.callback_url), self.egress)
             except EgressRefused as exc:
                 raise AppError(422, "invalid_request", f"callback_url: {exc.reason}", field="callback_url") from None
         try:
