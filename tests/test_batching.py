@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from cofounder_agent.client import Client
+from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import load_models
-from cofounder_agent.engine.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.stages.common import GenerationCancelled
-from cofounder_agent.jobs.recipes import job_params, stored_recipe
+from cofounder_agent.jobs.resolve import job_params, stored_recipe
 from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 # Batched kernels round differently from batch-1 ones; a level or two of 255 at most.

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cofounder_agent.bench import flops, gpu
+from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.fastpath import FastPath, apply_fast_path
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import load_models
-from cofounder_agent.engine.params import GenerationParams, LoadOptions
 from conftest import max_diff
 
 

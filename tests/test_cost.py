@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from cofounder_agent.config import Settings
-from cofounder_agent.errors import AppError
+from cofounder_agent.contract.errors import DomainError
+from cofounder_agent.contract.fields import JOB_FIELDS, OPENAI_FIELDS, SEED_FIELDS
+from cofounder_agent.errors import status_of
 from cofounder_agent.jobs.cost import MAX_DENOISE_PIXELS, check_cost, job_cost
-from cofounder_agent.jobs.named import BUILT_IN, RecipeBook
-from cofounder_agent.jobs.recipes import JOB_FIELDS, resolve_recipe
-from cofounder_agent.routes.openai_compat import OPENAI_FIELDS
+from cofounder_agent.jobs.recipe_book import BUILT_IN, RecipeBook
+from cofounder_agent.jobs.resolve import resolve_recipe
 from cofounder_agent.schemas.jobs import JobCreate
-from cofounder_agent.services.featured_image import SEED_FIELDS
 from conftest import make_settings, running_server
 
 BIG: dict[str, Any] = {"prompt": "a castle", "num_images": 8, "width": 2048, "height": 2048, "steps": 200}
@@ -37,10 +37,10 @@ def _resolved(settings: Settings, **body: Any) -> JobCreate:
 
 def _refused(
     recipe: JobCreate, sizes: list[tuple[int, int]], budget: float, fields: Mapping[str, str] = JOB_FIELDS
-) -> AppError:
-    with pytest.raises(AppError) as caught:
+) -> DomainError:
+    with pytest.raises(DomainError) as caught:
         check_cost(recipe, sizes, budget, fields)
-    assert caught.value.status == 422 and caught.value.code == "invalid_request"
+    assert status_of(caught.value) == 422 and caught.value.code == "invalid_request"
     return caught.value
 
 

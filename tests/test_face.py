@@ -19,9 +19,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from cofounder_agent.client import Client
+from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.models import LoadedModels, load_models
-from cofounder_agent.engine.params import GenerationParams, LoadOptions
-from cofounder_agent.engine.recipe import StageRunner
+from cofounder_agent.engine.stage_runner import StageRunner
 from cofounder_agent.engine.stages.face import CROP, TEMPLATE_EYES, Face, detect_faces, restore_faces
 from cofounder_agent.schemas.stages import FaceRestoreStage
 from conftest import LIMIT_S, make_settings, running_server, wait_ready

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cofounder_agent.contract.params import LoadOptions
 from cofounder_agent.engine.models import SDXL_BASE_ID, ModelSourceError, load_models, resolve_source, resolve_vae
-from cofounder_agent.engine.params import LoadOptions
 
 
 def test_tiny_and_folder_sources(tiny_dirs: tuple[Path, Path]) -> None:
@@ -93,7 +93,7 @@ def _fake_hub_cache(root: Path, repo_id: str, folder: Path) -> None:
 def _load_in_subprocess(cache: Path, model: str, refiner: str) -> dict[str, str]:
     code = (
         "import json; from cofounder_agent.engine.models import load_models;"
-        "from cofounder_agent.engine.params import LoadOptions;"
+        "from cofounder_agent.contract.params import LoadOptions;"
         f"m = load_models(LoadOptions(model={model!r}, refiner_model={refiner!r}));"
         "print(json.dumps({'base': m.base_source.kind + ':' + m.base_source.location,"
         " 'refiner': m.refiner_source.kind + ':' + m.refiner_source.location}))"

@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
+from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import load_models
-from cofounder_agent.engine.params import GenerationParams, LoadOptions
-from cofounder_agent.jobs.recipes import denoising_steps
+from cofounder_agent.jobs.resolve import denoising_steps
 from cofounder_agent.schemas.stages import RefineStage
 from conftest import wait_job
 

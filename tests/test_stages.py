@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-import cofounder_agent.engine.recipe as recipe_module
+import cofounder_agent.engine.stage_runner as recipe_module
+from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import LoadedModels, load_models
-from cofounder_agent.engine.params import GenerationParams, LoadOptions
-from cofounder_agent.engine.recipe import StageRunner
+from cofounder_agent.engine.stage_runner import StageRunner
 from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import process_tiles, tiles

@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import event, func, select
 
 from cofounder_agent.jobs.events import EventHub
-from cofounder_agent.jobs.named import RecipeBook
+from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import BoardRow, ImageRow, JobRow

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cofounder_agent.jobs.recipes import resolve_recipe
+from cofounder_agent.jobs.resolve import resolve_recipe
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.schemas.jobs import JobCreate
 from conftest import LIMIT_S, in_process_worker, make_settings, running_server, wait_ready

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.params import MAX_SEED, REFINER_MODES, SCHEDULER_NAMES
+from cofounder_agent.contract.params import MAX_SEED, REFINER_MODES, SCHEDULER_NAMES
 from cofounder_agent.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -120,21 +120,16 @@ def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentPars
 
 # The seed application's defaults, under a recipe's options and the command line's.
 SEED_DEFAULTS: dict[str, Any] = {"width": 1024, "height": 1024, "steps": 50, "guidance_scale": 8.0}
-CLI_FIELDS = {
-    "switch_at": "--switch-at",
-    "refiner_steps": "--refine-steps",
-    "refiner_strength": "--refine-strength",
-    "refiner_mode": "--refiner-mode",
-}
 
 
 def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
     """The command line as a job recipe, resolved by the job API's own rules (before any model loads)."""
     from pydantic import ValidationError
 
-    from cofounder_agent.errors import AppError
-    from cofounder_agent.jobs.named import RecipeBook
-    from cofounder_agent.jobs.recipes import resolve_face_models, resolve_recipe
+    from cofounder_agent.contract.errors import DomainError
+    from cofounder_agent.contract.fields import CLI_FIELDS
+    from cofounder_agent.jobs.recipe_book import RecipeBook
+    from cofounder_agent.jobs.resolve import resolve_face_models, resolve_recipe
     from cofounder_agent.schemas.jobs import JobCreate
 
     given = {
@@ -157,7 +152,7 @@ def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
             try:
                 book = RecipeBook(settings.image_data_dir / "recipes")
                 template = book.get(args.recipe).model_dump(exclude_none=True)
-            except AppError as exc:
+            except DomainError as exc:
                 raise SystemExit(f"error: --recipe: {exc.message}") from None
         stages = [*template.pop("stages", [])]
         explicit = []  # the stages the flags ask for: without a face model, an error, not a skip
@@ -170,7 +165,7 @@ def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
         recipe = resolve_recipe(JobCreate.model_validate(data), settings, CLI_FIELDS)
         resolve_face_models(recipe, settings, explicit)
         return recipe
-    except AppError as exc:
+    except DomainError as exc:
         raise SystemExit(f"error: {exc.message}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -178,7 +173,7 @@ def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> None:
-    from cofounder_agent.jobs.recipes import job_params
+    from cofounder_agent.jobs.resolve import job_params
     from cofounder_agent.services.image_service import ImageService
     from cofounder_agent.services.metadata import generation_metadata
     from cofounder_agent.storage import encode_png

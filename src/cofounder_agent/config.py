@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cofounder_agent.engine.params import RefinerMode, SchedulerName
+from cofounder_agent.contract.params import RefinerMode, SchedulerName
 from cofounder_agent.services.egress import parse_allow_setting
 
 EMPTY_API_KEY = "IMAGE_API_KEY is set but empty: set a key, or unset the variable to run without auth"

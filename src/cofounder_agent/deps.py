@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import Receive
 
 from cofounder_agent.config import Settings
+from cofounder_agent.jobs.attend import Gone
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.services.featured_image import FeaturedImageService
@@ -30,8 +32,20 @@ def _from_state(name: str) -> Callable[[Request], Any]:
 SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
 ImageServiceDep = Annotated[ImageService, Depends(_from_state("image_service"))]
 PexelsDep = Annotated[PexelsClient, Depends(_from_state("pexels"))]
-StoreDep = Annotated[ImageStore, Depends(_from_state("store"))]
+ImageFilesDep = Annotated[ImageStore, Depends(_from_state("files"))]
 FeaturedImageDep = Annotated[FeaturedImageService, Depends(_from_state("featured"))]
 JobServiceDep = Annotated[JobService, Depends(_from_state("jobs"))]
-DbDep = Annotated[Store, Depends(_from_state("db"))]
+JobStoreDep = Annotated[Store, Depends(_from_state("job_store"))]
 GalleryDep = Annotated[Gallery, Depends(_from_state("gallery"))]
+
+
+def disconnect_of(receive: Receive) -> Gone:
+    """A watcher that returns once the ASGI server reports the client gone."""
+
+    async def gone() -> None:
+        # With the body read, the server's receive() blocks until the client disconnects
+        # (or the response is complete); it then answers http.disconnect.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    return gone

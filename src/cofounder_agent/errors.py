@@ -10,14 +10,46 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cofounder_agent.contract.errors import (
+    BrokenConfig,
+    ClientGone,
+    Conflict,
+    DomainError,
+    InvalidField,
+    NotFound,
+    QueueFull,
+    TooLarge,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from cofounder_agent.schemas import ErrorBody, ErrorDetail
-from cofounder_agent.services.pexels import PexelsError
 
 log = logging.getLogger(__name__)
 
 
+# The one place a domain error becomes an HTTP status: the most specific class listed wins.
+STATUS: dict[type[DomainError], int] = {
+    InvalidField: 422,
+    NotFound: 404,
+    Conflict: 409,
+    QueueFull: 429,
+    TooLarge: 413,
+    ClientGone: 499,  # nginx's "client closed request": only logs and tests ever see it
+    Unavailable: 503,
+    UpstreamFailed: 502,
+    UpstreamTimeout: 504,
+    BrokenConfig: 500,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error: its nearest class in ``STATUS``."""
+    return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), 500)
+
+
 class AppError(Exception):
-    """An expected failure with the status and code the client should see."""
+    """An HTTP failure a route raises itself (the web tier only; below it, ``DomainError``)."""
 
     def __init__(
         self, status: int, code: str, message: str, *, field: str | None = None, retry_after: int | None = None
@@ -90,9 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.retry_after)
 
-    @app.exception_handler(PexelsError)
-    async def _pexels(request: Request, exc: PexelsError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return error_response(status_of(exc), exc.code, exc.message, exc.field, exc.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

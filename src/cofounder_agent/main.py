@@ -13,7 +13,7 @@ from cofounder_agent import __version__
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
 from cofounder_agent.jobs.events import EventHub
-from cofounder_agent.jobs.named import RecipeBook
+from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
             settings.pexels_base_url,
             max_download_bytes=int(settings.pexels_max_download_mb * MB),
         )
-        app.state.settings, app.state.db, app.state.store = settings, db, files
+        app.state.settings, app.state.job_store, app.state.files = settings, db, files
         app.state.image_service, app.state.jobs, app.state.pexels = image_service, job_service, pexels
         app.state.featured = FeaturedImageService(image_service, job_service, pexels, files, settings)
         app.state.gallery = Gallery(db, files)

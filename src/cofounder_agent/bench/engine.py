@@ -57,9 +57,9 @@ def _plain_recipe(models: Any) -> Any:
 def run(args: argparse.Namespace) -> Report:
     import numpy as np
 
+    from cofounder_agent.contract.params import GenerationParams, LoadOptions
     from cofounder_agent.engine.generate import TwoStageGenerator
     from cofounder_agent.engine.models import load_models
-    from cofounder_agent.engine.params import GenerationParams, LoadOptions
 
     models = load_models(LoadOptions(model=args.engine_model))
     if models.refiner is None:

@@ -129,9 +129,9 @@ def _load(url: str, clients: int, jobs: int, body: dict[str, Any]) -> dict[str, 
 
 def _direct_engine(size: int, steps: int) -> Any:
     """A function running ``count`` generations on the engine directly; returns generations/s."""
+    from cofounder_agent.contract.params import GenerationParams, LoadOptions
     from cofounder_agent.engine.generate import TwoStageGenerator
     from cofounder_agent.engine.models import load_models
-    from cofounder_agent.engine.params import GenerationParams, LoadOptions
 
     engine = TwoStageGenerator(load_models(LoadOptions(model="tiny")))
 

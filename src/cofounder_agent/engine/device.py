@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cofounder_agent.engine.params import Precision
+from cofounder_agent.contract.params import Precision
 
 log = logging.getLogger(__name__)
 

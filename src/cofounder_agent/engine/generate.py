@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
+from cofounder_agent.contract.params import GenerationParams, GenerationResult, StageRecord, batch_key
 from cofounder_agent.engine.models import LoadedModels
-from cofounder_agent.engine.params import GenerationParams, GenerationResult, StageRecord, batch_key
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.base import run_base
 from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback, fan_out

@@ -17,7 +17,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from cofounder_agent.engine.params import SCHEDULER_NAMES, SchedulerName
+from cofounder_agent.contract.params import SCHEDULER_NAMES, SchedulerName
 
 # A1111/ComfyUI names mapped to diffusers classes and the options that make them that sampler.
 _SCHEDULERS: dict[str, tuple[type[Any], dict[str, Any]]] = {

@@ -15,37 +15,13 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from starlette.types import Receive
-
-from cofounder_agent.errors import AppError
-from cofounder_agent.jobs.recipes import JOB_FIELDS
+from cofounder_agent.contract.errors import ClientGone, DomainError
+from cofounder_agent.contract.fields import JOB_FIELDS
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.schemas.jobs import JobCreate
 
 Gone = Callable[[], Awaitable[None]]
-
-
-class ClientGone(AppError):
-    """The client disconnected before its job ended; nobody is left to answer."""
-
-    def __init__(self, job_id: str, kept: bool) -> None:
-        what = "kept for its Idempotency-Key" if kept else "cancelled"
-        # 499 (nginx's "client closed request"): only logs and tests ever see it.
-        super().__init__(499, "client_gone", f"the client left before job {job_id} ended; the job was {what}")
-        self.job_id, self.kept = job_id, kept
-
-
-def disconnect_of(receive: Receive) -> Gone:
-    """A watcher that returns once the ASGI server reports the client gone."""
-
-    async def gone() -> None:
-        # With the body read, the server's receive() blocks until the client disconnects
-        # (or the response is complete); it then answers http.disconnect.
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    return gone
 
 
 @dataclass(frozen=True)
@@ -77,6 +53,6 @@ async def run_for(
         await asyncio.gather(waiter, watcher, return_exceptions=True)
     kept = caller.idempotency_key is not None
     if not kept:
-        with contextlib.suppress(AppError):  # it ended meanwhile: nothing left to cancel
+        with contextlib.suppress(DomainError):  # it ended meanwhile: nothing left to cancel
             await jobs.cancel(view.id, wait_s=0)  # the worker stops it at its next step
     raise ClientGone(view.id, kept)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from cofounder_agent.engine import schedule
-from cofounder_agent.engine.params import SchedulerName
+from cofounder_agent.contract import schedule
+from cofounder_agent.contract.fields import JOB_FIELDS
+from cofounder_agent.contract.params import SchedulerName
 from cofounder_agent.engine.stages.upscale import tiles  # numpy and PIL only: no torch
-from cofounder_agent.jobs.recipes import JOB_FIELDS, invalid
+from cofounder_agent.jobs.resolve import invalid
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.schemas.stages import (
     DETAIL_LEVELS,

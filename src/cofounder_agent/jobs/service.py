@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 from cofounder_agent.config import Settings
-from cofounder_agent.errors import AppError
+from cofounder_agent.contract.errors import Conflict, InvalidField, NotFound, QueueFull
+from cofounder_agent.contract.fields import JOB_FIELDS
 from cofounder_agent.jobs.cost import check_cost
 from cofounder_agent.jobs.events import Event, EventHub, terminal_event
-from cofounder_agent.jobs.named import RecipeBook
-from cofounder_agent.jobs.recipes import JOB_FIELDS, check_sizes, resolve_face_models, resolve_recipe
-from cofounder_agent.jobs.store import TERMINAL, QueueFull, Store
+from cofounder_agent.jobs.recipe_book import RecipeBook
+from cofounder_agent.jobs.resolve import check_sizes, resolve_face_models, resolve_recipe
+from cofounder_agent.jobs.store import TERMINAL, Store
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import ImageResult, JobCreate, JobPublic, JobsPublic
@@ -41,7 +42,7 @@ class JobService:
         explicit = range(len(resolved.stages)) if "stages" in recipe.model_fields_set else range(0)
         resolve_face_models(resolved, self.settings, explicit)
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
-            raise AppError(422, "invalid_request", "board_id: no board with this id", field="board_id")
+            raise InvalidField("board_id", "no board with this id")
         masks = [
             (f"stages.{i}.mask_image_id", s.mask_image_id)
             for i, s in enumerate(resolved.stages)
@@ -51,16 +52,15 @@ class JobService:
             upscaler = stage.upscaler if isinstance(stage, UpscaleStage) else None
             if upscaler is not None and not (self.settings.models_dir / upscaler).is_file():
                 field = f"stages.{index}.upscaler"
-                raise AppError(422, "invalid_request", f"{field}: no such file in the models dir", field=field)
+                raise InvalidField(field, "no such file in the models dir")
         for field, image_id in masks:
             if await self.store.get_image(image_id) is None:
-                raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
+                raise InvalidField(field, "no image with this id")
         sizes = [(resolved.width, resolved.height)] if not resolved.input_image_ids else []
         for index, image_id in enumerate(resolved.input_image_ids):
             row = await self.store.get_image(image_id)
             if row is None:
-                field = f"input_image_ids.{index}"
-                raise AppError(422, "invalid_request", f"{field}: no image with this id", field=field)
+                raise InvalidField(f"input_image_ids.{index}", "no image with this id")
             sizes.append((row.width, row.height))
         check_sizes(resolved, sizes)
         check_cost(resolved, sizes, self.settings.image_max_job_cost, fields)
@@ -68,7 +68,7 @@ class JobService:
             try:
                 await check_url(str(resolved.callback_url), self.egress)
             except EgressRefused as exc:
-                raise AppError(422, "invalid_request", f"callback_url: {exc.reason}", field="callback_url") from None
+                raise InvalidField("callback_url", exc.reason) from None
         try:
             job, new = await self.store.add_job(
                 resolved.model_dump(mode="json"),
@@ -79,9 +79,7 @@ class JobService:
                 max_queued=self.settings.image_max_queue,
             )
         except QueueFull:
-            raise AppError(
-                429,
-                "queue_full",
+            raise QueueFull(
                 f"the queue holds its maximum of {self.settings.image_max_queue} jobs; retry later",
                 retry_after=await self._retry_after(),
             ) from None
@@ -125,7 +123,7 @@ class JobService:
     async def get_row(self, job_id: str) -> JobRow:
         job = await self.store.get_job(job_id)
         if job is None:
-            raise AppError(404, "job_not_found", "no job with this id", field="job_id")
+            raise NotFound("job", "job_id")
         return job
 
     async def get(self, job_id: str) -> JobPublic:
@@ -143,7 +141,7 @@ class JobService:
         """Cancel: a queued job never starts; a running one stops at its next denoising step."""
         job = await self.get_row(job_id)
         if job.status in TERMINAL:
-            raise AppError(409, "job_finished", f"the job already {job.status}", field="job_id")
+            raise Conflict(f"the job already {job.status}", code="job_finished", field="job_id")
         cancelled = await self.store.cancel_if_queued(job_id, "cancelled before it started")
         if cancelled is not None:
             await self.worker.finished(cancelled)

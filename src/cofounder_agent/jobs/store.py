@@ -16,6 +16,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
 from cofounder_agent.jobs.tables import Base, BoardRow, ImageRow, JobRow, utcnow
 from cofounder_agent.storage import ImageStore
@@ -38,10 +39,6 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-class QueueFull(Exception):
-    """The queue holds as many jobs as allowed."""
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -97,7 +94,7 @@ class Store(ImageRows):
                         if max_queued is not None:
                             queued = await s.scalar(select(func.count()).where(JobRow.status == "queued"))
                             if (queued or 0) >= max_queued:
-                                raise QueueFull
+                                raise QueueFull("the queue is full")
                         seq = (await s.scalar(select(func.max(JobRow.seq))) or 0) + 1
                         job = JobRow(
                             id=uuid.uuid4().hex,

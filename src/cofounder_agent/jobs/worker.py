@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cofounder_agent.config import Settings
+from cofounder_agent.contract.params import GenerationParams, GenerationResult, batch_key
 from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.params import GenerationParams, GenerationResult, batch_key
 from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.events import EventHub, terminal_event
-from cofounder_agent.jobs.recipes import denoising_steps, job_params, stored_recipe
+from cofounder_agent.jobs.resolve import denoising_steps, job_params, stored_recipe
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import ImageRow, JobRow
 from cofounder_agent.logging_setup import job_context

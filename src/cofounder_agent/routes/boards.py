@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from cofounder_agent.deps import DbDep, GalleryDep
+from cofounder_agent.deps import GalleryDep, JobStoreDep
 from cofounder_agent.errors import AppError
 from cofounder_agent.routes.images import image_url
 from cofounder_agent.schemas import ErrorBody
@@ -19,20 +19,20 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
 
 @router.post("", status_code=201)
-async def create_board(body: BoardCreate, db: DbDep) -> BoardPublic:
+async def create_board(body: BoardCreate, db: JobStoreDep) -> BoardPublic:
     """Create a board."""
     return board_public(await db.add_board(body.name))
 
 
 @router.get("")
-async def list_boards(db: DbDep) -> BoardsPublic:
+async def list_boards(db: JobStoreDep) -> BoardsPublic:
     """All boards, oldest first."""
     boards = [board_public(b) for b in await db.list_boards()]
     return BoardsPublic(data=boards, count=len(boards))
 
 
 @router.patch("/{board_id}", responses=NOT_FOUND)
-async def rename_board(board_id: str, body: BoardUpdate, db: DbDep) -> BoardPublic:
+async def rename_board(board_id: str, body: BoardUpdate, db: JobStoreDep) -> BoardPublic:
     """Rename a board."""
     board = await db.rename_board(board_id, body.name)
     if board is None:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
-from cofounder_agent.deps import FeaturedImageDep, ImageServiceDep, PexelsDep
-from cofounder_agent.jobs.attend import Caller, disconnect_of
+from cofounder_agent.deps import FeaturedImageDep, ImageServiceDep, PexelsDep, disconnect_of
+from cofounder_agent.jobs.attend import Caller
 from cofounder_agent.schemas import ErrorBody, ImageGenerationRequest, ImageGenerationResponse, MediaHealth
 
 router = APIRouter(prefix="/api/media", tags=["media"])

@@ -9,10 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
-from cofounder_agent.deps import JobServiceDep, StoreDep
+from cofounder_agent.contract.fields import OPENAI_FIELDS
+from cofounder_agent.deps import ImageFilesDep, JobServiceDep, disconnect_of
 from cofounder_agent.errors import AppError
-from cofounder_agent.jobs.attend import Caller, disconnect_of, run_for
-from cofounder_agent.jobs.recipes import JOB_FIELDS
+from cofounder_agent.jobs.attend import Caller, run_for
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.schemas.openai import OpenAIImage, OpenAIImageRequest, OpenAIImagesResponse
@@ -20,7 +20,6 @@ from cofounder_agent.schemas.openai import OpenAIImage, OpenAIImageRequest, Open
 router = APIRouter(tags=["openai"])
 # Where job options live in OpenAI's body: the size sets width, height and (through the
 # server's defaults) the work per image; n is num_images.
-OPENAI_FIELDS = {**JOB_FIELDS, "num_images": "n"} | dict.fromkeys(("width", "height", "steps", "refiner_steps"), "size")
 
 
 @router.post(
@@ -37,7 +36,7 @@ async def create_images(
     body: OpenAIImageRequest,
     request: Request,
     jobs: JobServiceDep,
-    store: StoreDep,
+    store: ImageFilesDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OpenAIImagesResponse:
     """Generate ``n`` images through the job queue and answer in OpenAI's format.

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from cofounder_agent.deps import JobServiceDep
-from cofounder_agent.jobs.named import BUILT_IN, NAME
-from cofounder_agent.jobs.recipes import resolve_recipe
+from cofounder_agent.jobs.recipe_book import BUILT_IN, NAME
+from cofounder_agent.jobs.resolve import resolve_recipe
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
 

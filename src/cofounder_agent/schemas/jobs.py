@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
-from cofounder_agent.engine.params import MAX_SEED, RefinerMode, SchedulerName
-from cofounder_agent.schemas.media import Body, Dimension, Prompt
+from cofounder_agent.contract.body import Body, Dimension, Prompt
+from cofounder_agent.contract.params import MAX_SEED, RefinerMode, SchedulerName
 from cofounder_agent.schemas.stages import Stage
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints
 
-from cofounder_agent.engine.params import MAX_SEED, RefinerMode, SchedulerName
+from cofounder_agent.contract.body import Body, Dimension, Prompt
+from cofounder_agent.contract.params import MAX_SEED, RefinerMode, SchedulerName
 from cofounder_agent.services.pexels import ATTRIBUTION
-
-# Request bodies: no unknown fields, and no coercion (false is not 0, "1" is not 1, 2.0 is not
-# 2): a body is valid exactly when it matches the OpenAPI document.
-STRICT_BODY = ConfigDict(extra="forbid", strict=True)
-
-
-# Deeper than any body of this API nests (a job's stages: 4 levels); deeper is refused with a
-# 422 before anything recurses through it.
-MAX_DEPTH = 32
-
-
-def _integral(value: Any, depth: int = 0) -> Any:
-    # JSON Schema's integer includes 2.0: read integral floats as ints (strict floats take ints).
-    if depth > MAX_DEPTH:
-        raise ValueError(f"the body nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v, depth + 1) for v in value]
-    return value
-
-
-class Body(BaseModel):
-    """A request body: no unknown fields, no coercion beyond what JSON Schema calls equal."""
-
-    model_config = STRICT_BODY
-
-    @model_validator(mode="before")
-    @classmethod
-    def _integral_floats(cls, data: Any) -> Any:
-        return _integral(data)
-
-
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Dimension = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
 
 
 class ImageGenerationRequest(Body):

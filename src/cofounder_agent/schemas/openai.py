@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cofounder_agent.schemas.media import Body, Prompt
+from cofounder_agent.contract.body import Body, Prompt
 
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 # The sizes the validator takes, spelled out for the OpenAPI document (multiples of 8 from

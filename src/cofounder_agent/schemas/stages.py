@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cofounder_agent.schemas.media import Body, Prompt
+from cofounder_agent.contract.body import Body, Prompt
 
 Strength = Annotated[float, Field(gt=0.0, le=1.0)]
 # A model file in the models dir: a plain .safetensors file name, never a path.

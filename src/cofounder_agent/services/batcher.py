@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cofounder_agent.engine.params import GenerationParams, GenerationResult, batch_key
+from cofounder_agent.contract.params import GenerationParams, GenerationResult, batch_key
 
 if TYPE_CHECKING:
     from cofounder_agent.engine.control import JobControl

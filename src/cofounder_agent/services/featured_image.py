@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from cofounder_agent.config import Settings
-from cofounder_agent.errors import AppError
+from cofounder_agent.contract.errors import DomainError, NotFound, QueueFull, Unavailable, UpstreamFailed
+from cofounder_agent.contract.fields import SEED_FIELDS
 from cofounder_agent.jobs.attend import Caller, run_for
-from cofounder_agent.jobs.recipes import invalid, resolve_recipe
+from cofounder_agent.jobs.resolve import invalid, resolve_recipe
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.tables import ImageRow
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
@@ -25,15 +26,6 @@ from cofounder_agent.storage import ImageStore, UnsupportedImage
 
 log = logging.getLogger(__name__)
 UrlFor = Callable[[str], str]
-
-# This endpoint's own names for the engine options (flat, as in the seed's request).
-SEED_FIELDS: Mapping[str, str] = {
-    "steps": "num_inference_steps",
-    "switch_at": "switch_at",
-    "refiner_steps": "refiner_steps",
-    "refiner_strength": "refiner_strength",
-    "refiner_mode": "refiner_mode",
-}
 
 
 def to_recipe(body: ImageGenerationRequest, settings: Settings) -> JobCreate:
@@ -78,16 +70,16 @@ class FeaturedImageService:
     async def produce(self, body: ImageGenerationRequest, url_for: UrlFor, caller: Caller) -> ImageGenerationResponse:
         """Serve ``body`` from SDXL or Pexels; ``url_for(image_id)`` makes the public URL."""
         generation_error: str | None = None
-        busy: AppError | None = None
+        busy: QueueFull | None = None
         if body.use_generation:
             recipe = to_recipe(body, self.settings)  # bad input is a 422, never a Pexels fallback
             if self.images.ready:
                 try:
                     return await self._generate(recipe, url_for, caller)
-                except AppError as exc:
-                    if exc.status != 429:
-                        raise
+                except QueueFull as exc:
                     busy, generation_error = exc, exc.message
+                except DomainError:  # the caller's own fault (a 422, gone): no fallback hides it
+                    raise
                 except Exception as exc:  # e.g. CUDA OOM: fall back to Pexels when allowed
                     log.warning("generation failed: %s", exc)
                     # Raw details (paths, library internals) stay in the log and the job record.
@@ -105,10 +97,9 @@ class FeaturedImageService:
         pexels_reason = "use_pexels is false" if not body.use_pexels else "PEXELS_API_KEY is not set"
         generation_error = generation_error or "use_generation is false"
         loading = body.use_generation and self.images.status.state == "loading"
-        raise AppError(
-            503,
-            "no_image_source",
+        raise Unavailable(
             f"no image source available: {generation_error}; Pexels not used: {pexels_reason}",
+            code="no_image_source",
             retry_after=10 if loading else None,
         )
 
@@ -151,7 +142,7 @@ class FeaturedImageService:
         query = " ".join(body.keywords) if body.keywords else (body.title or body.prompt)
         found = await self.pexels.search(query[:200], orientation=_orientation(body.width, body.height), per_page=1)
         if not found.photos:
-            raise AppError(404, "no_stock_photo", f"Pexels has no photo for {query[:200]!r}")
+            raise NotFound("stock photo", None, f"Pexels has no photo for {query[:200]!r}", code="no_stock_photo")
         photo = found.photos[0]
         data = await self.pexels.download(photo.src.large2x if body.width > 940 else photo.src.large)
         attribution = PexelsAttribution(
@@ -161,7 +152,7 @@ class FeaturedImageService:
             metadata = {"source": "pexels", "query": query, **attribution.model_dump()}
             stored = await asyncio.to_thread(self.store.save_encoded, data, metadata)
         except UnsupportedImage as exc:
-            raise AppError(502, "pexels_bad_image", f"Pexels sent an unusable image: {exc}") from None
+            raise UpstreamFailed(f"Pexels sent an unusable image: {exc}", code="pexels_bad_image") from None
         await self.jobs.store.add_image(
             ImageRow(
                 id=stored.id,

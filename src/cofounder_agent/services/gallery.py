@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cofounder_agent.errors import AppError
+from cofounder_agent.contract.errors import InvalidField, InvalidImage, NotFound
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import BoardRow, ImageRow
 from cofounder_agent.schemas.jobs import BoardPublic, ImagePublic, ImagesPublic
@@ -18,8 +18,8 @@ from cofounder_agent.storage import ImageStore, StoredImage, UnsupportedImage
 UrlFor = Callable[[str], str]
 
 
-def _not_found(kind: str, field: str) -> AppError:
-    return AppError(404, f"{kind}_not_found", f"no {kind} with this id", field=field)
+def _not_found(kind: str, field: str) -> NotFound:
+    return NotFound(kind, field)
 
 
 class Gallery:
@@ -79,11 +79,11 @@ class Gallery:
         """
         if board_id is not None and await self.db.get_board(board_id) is None:
             # A body field, not the path: 422 naming it, as POST /v1/jobs answers.
-            raise AppError(422, "invalid_request", "board_id: no board with this id", field="board_id")
+            raise InvalidField("board_id", "no board with this id")
         try:
             stored = await asyncio.to_thread(self.files.save_encoded, data, {"source": "upload"})
         except UnsupportedImage as exc:
-            raise AppError(422, "invalid_image", f"file: {exc}", field="file") from None
+            raise InvalidImage("file", str(exc)) from None
         row = ImageRow(
             id=stored.id,
             board_id=board_id,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cofounder_agent.config import Settings
+from cofounder_agent.contract.params import GenerationParams, GenerationResult, LoadOptions
 from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.params import GenerationParams, GenerationResult, LoadOptions
 from cofounder_agent.engine.stages.common import Check, checked_by, checkpoint, every_member
 from cofounder_agent.services.batcher import Batcher
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from cofounder_agent.engine.generate import TwoStageGenerator
-    from cofounder_agent.engine.recipe import StageOutput, StageRunner
+    from cofounder_agent.engine.stage_runner import StageOutput, StageRunner
     from cofounder_agent.engine.stages.common import StepCallback
     from cofounder_agent.schemas.stages import Stage
 
@@ -135,7 +135,7 @@ class ImageService:
         """Run one recipe stage on the device executor, on ``control``'s clock (see ``generate``)."""
         generator = self._loaded()
         if self._stages is None:
-            from cofounder_agent.engine.recipe import StageRunner
+            from cofounder_agent.engine.stage_runner import StageRunner
 
             self._stages = StageRunner(generator.models, self._settings.models_dir)
         run, guarded = self._stages.run, _guarded(on_step, control)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from cofounder_agent.engine.params import GenerationResult
+from cofounder_agent.contract.params import GenerationResult
 from cofounder_agent.services.image_service import EngineStatus
 
 

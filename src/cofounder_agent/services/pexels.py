@@ -15,6 +15,8 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from cofounder_agent.contract.errors import Unavailable, UpstreamFailed, UpstreamTimeout
+
 log = logging.getLogger(__name__)
 
 Orientation = Literal["landscape", "portrait", "square"]
@@ -63,36 +65,33 @@ class RateLimit:
     reset_at: int | None  # UNIX time when the quota resets
 
 
-class PexelsError(Exception):
-    """A Pexels failure, with the HTTP status this service answers with and a retry hint."""
+class PexelsError(UpstreamFailed):
+    """A Pexels failure, with a retry hint; its base classes say what kind (the web edge maps them)."""
 
-    status = 502
     code = "pexels_error"
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
-class PexelsNotConfigured(PexelsError):
-    status, code = 503, "pexels_not_configured"
+class PexelsNotConfigured(Unavailable, PexelsError):
+    code = "pexels_not_configured"
 
 
 class PexelsAuthError(PexelsError):
-    status, code = 502, "pexels_auth"
+    code = "pexels_auth"
 
 
-class PexelsRateLimited(PexelsError):
-    status, code = 503, "pexels_rate_limited"
+class PexelsRateLimited(Unavailable, PexelsError):
+    code = "pexels_rate_limited"
 
 
 class PexelsUnavailable(PexelsError):
-    status, code = 502, "pexels_unavailable"
+    code = "pexels_unavailable"
 
 
-class PexelsTimeout(PexelsError):
-    status, code = 504, "pexels_timeout"
+class PexelsTimeout(UpstreamTimeout, PexelsError):
+    code = "pexels_timeout"
 
 
 def _int_header(response: httpx.Response, name: str) -> int | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from cofounder_agent.engine.params import GenerationParams
+from cofounder_agent.contract.params import GenerationParams
 from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 
 

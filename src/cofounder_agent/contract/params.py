@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
-from cofounder_agent.engine.schedule import ensemble_split, img2img_steps, min_strength
+from cofounder_agent.contract.schedule import ensemble_split, img2img_steps, min_strength
 
 if TYPE_CHECKING:
     from PIL.Image import Image

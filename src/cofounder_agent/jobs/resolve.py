@@ -7,10 +7,11 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.params import MAX_SEED, GenerationParams
-from cofounder_agent.engine.schedule import ensemble_split, full_steps, img2img_steps, min_strength
+from cofounder_agent.contract.errors import InvalidField
+from cofounder_agent.contract.fields import JOB_FIELDS
+from cofounder_agent.contract.params import MAX_SEED, GenerationParams
+from cofounder_agent.contract.schedule import ensemble_split, full_steps, img2img_steps, min_strength
 from cofounder_agent.engine.stages.upscale import tiles  # numpy and PIL only: no torch
-from cofounder_agent.errors import AppError
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
 from cofounder_agent.schemas.stages import (
     DETAIL_LEVELS,
@@ -24,17 +25,9 @@ from cofounder_agent.schemas.stages import (
 )
 from cofounder_agent.storage import MAX_PIXELS
 
-# Where each engine option lives in a job body; the seed endpoint passes its own names.
-JOB_FIELDS: Mapping[str, str] = {
-    "switch_at": "refiner.switch_at",
-    "refiner_steps": "refiner.steps",
-    "refiner_strength": "refiner.strength",
-    "refiner_mode": "refiner.mode",
-}
 
-
-def invalid(field: str, message: str) -> AppError:
-    return AppError(422, "invalid_request", f"{field}: {message}", field=field)
+def invalid(field: str, message: str) -> InvalidField:
+    return InvalidField(field, message)
 
 
 def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, str] = JOB_FIELDS) -> JobCreate:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cofounder_agent.errors import AppError
+from cofounder_agent.contract.errors import BrokenConfig, InvalidField, NotFound
 from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -86,21 +86,21 @@ class RecipeBook:
 
     def get(self, name: str) -> RecipeTemplate:
         if not NAME.fullmatch(name):
-            raise AppError(404, "recipe_not_found", f"no recipe named {name!r}", field="recipe")
+            raise NotFound("recipe", "recipe", f"no recipe named {name!r}")
         if self.saved(name):
             path = self._path(name)
             try:
                 return RecipeTemplate.model_validate_json(path.read_bytes())
             except ValidationError as exc:  # a hand-edited file gone wrong: say which
-                raise AppError(500, "recipe_file_invalid", f"{path.name}: {exc.error_count()} errors") from None
+                raise BrokenConfig(f"{path.name}: {exc.error_count()} errors", code="recipe_file_invalid") from None
         if name in BUILT_IN:
             return RecipeTemplate.model_validate(BUILT_IN[name])
-        raise AppError(404, "recipe_not_found", f"no recipe named {name!r}", field="recipe")
+        raise NotFound("recipe", "recipe", f"no recipe named {name!r}")
 
     def put(self, name: str, template: RecipeTemplate) -> bool:
         """Save a recipe; True when it is new."""
         if not NAME.fullmatch(name):
-            raise AppError(422, "invalid_request", "name: lowercase letters, digits, - and _, at most 64", field="name")
+            raise InvalidField("name", "lowercase letters, digits, - and _, at most 64")
         path = self._path(name)
         new = not path.exists() and name not in BUILT_IN
         tmp = path.with_suffix(".json.tmp")
@@ -111,7 +111,7 @@ class RecipeBook:
     def delete(self, name: str) -> None:
         """Delete a saved recipe; a built-in of the same name is in force again."""
         if not self.saved(name):
-            raise AppError(404, "recipe_not_found", f"no saved recipe named {name!r}", field="name")
+            raise NotFound("recipe", "name", f"no saved recipe named {name!r}")
         self._path(name).unlink(missing_ok=True)  # a concurrent delete got there first: same end
 
     def apply(self, recipe: JobCreate) -> JobCreate:
@@ -119,7 +119,7 @@ class RecipeBook:
         if recipe.recipe is None:
             return recipe
         if recipe.recipe not in self.names():  # a bad field of the job body: 422, not 404
-            raise AppError(422, "invalid_request", f"recipe: no recipe named {recipe.recipe!r}", field="recipe")
+            raise InvalidField("recipe", f"no recipe named {recipe.recipe!r}")
         template = self.get(recipe.recipe).model_dump(exclude_unset=True, exclude_none=True)
         own = recipe.model_dump(include=recipe.model_fields_set)
         return JobCreate.model_validate({**template, **own, "recipe": recipe.recipe})

@@ -12,9 +12,9 @@ import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 from PIL.Image import Image
 
+from cofounder_agent.contract.params import MAX_SEED, GenerationParams
+from cofounder_agent.contract.schedule import min_strength
 from cofounder_agent.engine.models import LoadedModels
-from cofounder_agent.engine.params import MAX_SEED, GenerationParams
-from cofounder_agent.engine.schedule import min_strength
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
 from cofounder_agent.engine.stages.face import detect_faces, restore_faces, spandrel_restorer

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:  # params asks this module about schedules: no import cycle at run time
-    from cofounder_agent.engine.params import SchedulerName
+    from cofounder_agent.contract.params import SchedulerName
 
 # Loop iterations per step: Heun evaluates the model twice per step, the others once.
 _ORDER: dict[str, int] = {"heun": 2}
