@@ -188,7 +188,7 @@ def test_a_mask_painted_in_alpha_is_read_from_alpha(models: LoadedModels, pictur
     mask = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     mask.paste((0, 0, 0, 255), (16, 16, 48, 48))
     spec = InpaintStage(type="inpaint", mask_image_id="0" * 32, detail="low", feather=0)
-    out = StageRunner(models).run(spec, picture, PARAMS, 0, mask=mask)
+    out = StageRunner(models).run(spec, picture, PARAMS, 0, inputs={"mask_image_id": mask})
     assert out.record["outcome"] == "ok", out.record["detail"]
     diff = np.abs(np.asarray(out.image, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2)
     assert diff[20:44, 20:44].mean() > 2 and diff[:12].max() == 0

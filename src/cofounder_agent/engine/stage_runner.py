@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ class StageRunner:
         params: GenerationParams,
         index: int,
         on_step: StepCallback | None = None,
-        mask: Image | None = None,
+        inputs: Mapping[str, Image | None] | None = None,
     ) -> StageOutput:
         """Run one stage; an optional stage that fails gives back its input picture, saying why."""
         start = time.perf_counter()
@@ -74,7 +75,7 @@ class StageRunner:
         if getattr(spec, "model", None) == "refiner" and self.models.refiner is None:
             record["model_used"] = "base (no refiner is loaded)"
         try:
-            output = self._dispatch(spec, image, params, generator, on_step, record, mask)
+            output = self._dispatch(spec, image, params, generator, on_step, record, inputs or {})
         except GenerationCancelled:
             raise
         except Exception as exc:  # the seed's behaviour, made explicit: keep the input, say why
@@ -101,9 +102,10 @@ class StageRunner:
         generator: torch.Generator,
         on_step: StepCallback | None,
         record: dict[str, Any],
-        mask: Image | None = None,
+        inputs: Mapping[str, Image | None],
     ) -> StageOutput:
         if isinstance(spec, InpaintStage):
+            mask = inputs.get("mask_image_id")
             return StageOutput(self._inpaint(spec, image, params, generator, on_step, mask))
         if isinstance(spec, FaceRestoreStage):
             return self._faces(spec, image, record)

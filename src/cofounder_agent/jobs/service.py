@@ -16,7 +16,6 @@ from cofounder_agent.jobs.store import TERMINAL, Store
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import ImageResult, JobCreate, JobPublic, JobsPublic
-from cofounder_agent.schemas.stages import InpaintStage, UpscaleStage
 from cofounder_agent.services.egress import EgressPolicy, EgressRefused, check_url
 
 
@@ -43,19 +42,14 @@ class JobService:
         resolve_face_models(resolved, self.settings, explicit)
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
             raise InvalidField("board_id", "no board with this id")
-        masks = [
-            (f"stages.{i}.mask_image_id", s.mask_image_id)
-            for i, s in enumerate(resolved.stages)
-            if isinstance(s, InpaintStage) and s.mask_image_id is not None
-        ]
         for index, stage in enumerate(resolved.stages):
-            upscaler = stage.upscaler if isinstance(stage, UpscaleStage) else None
-            if upscaler is not None and not (self.settings.models_dir / upscaler).is_file():
-                field = f"stages.{index}.upscaler"
-                raise InvalidField(field, "no such file in the models dir")
-        for field, image_id in masks:
-            if await self.store.get_image(image_id) is None:
-                raise InvalidField(field, "no image with this id")
+            for name, file in stage.model_files().items():
+                if not (self.settings.models_dir / file).is_file():
+                    raise InvalidField(f"stages.{index}.{name}", "no such file in the models dir")
+        for index, stage in enumerate(resolved.stages):
+            for name, image_id in stage.image_inputs().items():
+                if await self.store.get_image(image_id) is None:
+                    raise InvalidField(f"stages.{index}.{name}", "no image with this id")
         sizes = [(resolved.width, resolved.height)] if not resolved.input_image_ids else []
         for index, image_id in enumerate(resolved.input_image_ids):
             row = await self.store.get_image(image_id)

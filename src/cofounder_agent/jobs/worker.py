@@ -21,7 +21,6 @@ from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import ImageRow, JobRow
 from cofounder_agent.logging_setup import job_context
 from cofounder_agent.schemas.jobs import JobCreate
-from cofounder_agent.schemas.stages import InpaintStage
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.metadata import generation_metadata
 from cofounder_agent.storage import ImageStore
@@ -300,10 +299,11 @@ class Worker:
         # next stage succeeds (the seed's memory-efficient pipeline); the caller drops the last.
         streaming = recipe.stream_intermediates and not recipe.keep_intermediates
         for index, spec in enumerate(recipe.stages):
-            mask = None
-            if isinstance(spec, InpaintStage) and spec.mask_image_id is not None:
-                mask = await asyncio.to_thread(self.files.open_rgb, spec.mask_image_id)
-            out = await self.images.run_stage(spec, image, params, index, engine[0], mask, engine[1])
+            inputs = {
+                name: await asyncio.to_thread(self.files.open_rgb, image_id)
+                for name, image_id in spec.image_inputs().items()
+            }
+            out = await self.images.run_stage(spec, image, params, index, engine[0], inputs, engine[1])
             stage_records.append(out.record)
             last = index == len(recipe.stages) - 1
             if streaming and out.record["outcome"] != "fallback":

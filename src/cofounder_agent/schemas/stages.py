@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cofounder_agent.contract.body import Body, Prompt
+from cofounder_agent.contract.body import Prompt
+from cofounder_agent.contract.stage import StageSpec
 
 Strength = Annotated[float, Field(gt=0.0, le=1.0)]
 # A model file in the models dir: a plain .safetensors file name, never a path.
@@ -21,7 +22,7 @@ DETAIL_LEVELS: dict[str, tuple[int, float, float]] = {
 }
 
 
-class _Stage(Body):
+class _Stage(StageSpec):
     prompt: Prompt | None = Field(None, description="default: the job's prompt")
     guidance_scale: float | None = Field(None, ge=1.0, le=30.0, description="default: the job's")
     model: Literal["refiner", "base"] = Field("refiner", description="which loaded UNet denoises")
@@ -68,6 +69,9 @@ class UpscaleStage(_Stage):
     tile: int = Field(512, ge=64, le=2048, multiple_of=8)
     overlap: int = Field(64, ge=0, le=512, multiple_of=8)
 
+    def model_files(self) -> dict[str, str]:
+        return {"upscaler": self.upscaler} if self.upscaler is not None else {}
+
 
 class InpaintStage(_Stage):
     """Refine only a region, given by a mask picture (white = refine) or a box (the seed's enhance_region)."""
@@ -86,6 +90,9 @@ class InpaintStage(_Stage):
             raise ValueError("must be left, top, right, bottom in pixels with right > left and bottom > top")
         return box
 
+    def image_inputs(self) -> dict[str, str]:
+        return {"mask_image_id": self.mask_image_id} if self.mask_image_id is not None else {}
+
     @model_validator(mode="after")
     def _one_region(self) -> InpaintStage:
         if (self.mask_image_id is None) == (self.box is None):
@@ -103,7 +110,7 @@ class VariationsStage(_Stage):
     steps: int = Field(20, ge=1, le=200)
 
 
-class FaceRestoreStage(Body):
+class FaceRestoreStage(StageSpec):
     """Restore faces with a GFPGAN or RestoreFormer model, blended back by ``strength``.
 
     The seed's ``detect_and_enhance_faces``. No prompt, guidance or UNet: it runs the face model.

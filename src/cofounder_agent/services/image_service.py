@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -129,7 +129,7 @@ class ImageService:
         params: GenerationParams,
         index: int,
         on_step: StepCallback | None = None,
-        mask: Image | None = None,
+        inputs: Mapping[str, Image | None] | None = None,
         control: JobControl | None = None,
     ) -> StageOutput:
         """Run one recipe stage on the device executor, on ``control``'s clock (see ``generate``)."""
@@ -139,7 +139,7 @@ class ImageService:
 
             self._stages = StageRunner(generator.models, self._settings.models_dir)
         run, guarded = self._stages.run, _guarded(on_step, control)
-        return await self._on_engine([control], run, spec, image, params, index, guarded, mask)
+        return await self._on_engine([control], run, spec, image, params, index, guarded, inputs)
 
     def _loaded(self) -> TwoStageGenerator:
         if self._generator is None:
