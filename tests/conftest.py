@@ -17,9 +17,10 @@ import uvicorn
 from PIL import Image
 
 from cofounder_agent.config import Settings
-from cofounder_agent.jobs.events import EventHub
+from cofounder_agent.jobs.bus import LocalEventBus
+from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.store import Store, sqlite_url
-from cofounder_agent.jobs.worker import Worker
+from cofounder_agent.jobs.worker import Worker, build_worker
 from cofounder_agent.main import create_app
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.storage import ImageStore
@@ -67,7 +68,8 @@ async def in_process_worker(settings: Settings) -> AsyncIterator[tuple[Store, Wo
     await db.init()
     images = ImageService(settings)
     images.start()
-    worker = Worker(db, images, ImageStore(settings.image_data_dir), EventHub(), settings)
+    files, bus = ImageStore(settings.image_data_dir), LocalEventBus()
+    worker = build_worker(db, bus, images, files, JobEnding(db, bus, files), settings)
     try:
         yield db, worker
     finally:

@@ -95,7 +95,7 @@ async def test_a_job_cancelled_before_its_first_step_says_so(tmp_path: Path) -> 
     async with in_process_worker(settings) as (db, worker):
         body = {"prompt": "a kite", "width": 64, "height": 64, "steps": 6}
         job, _ = await db.add_job(resolve_recipe(JobCreate(**body), settings).model_dump(mode="json"))
-        worker.request_cancel(job.id)  # as a cancel that lands just after the worker claimed the job
+        await db.request_cancel(job.id)  # as a cancel that lands just after the worker claimed the job
         worker.start()
         deadline = time.monotonic() + LIMIT_S
         while (row := await db.get_job(job.id)) is not None and row.status in ("queued", "running"):

@@ -11,13 +11,12 @@ from typing import Any
 from PIL import Image
 from sqlalchemy import event, func, select
 
-from cofounder_agent.jobs.events import EventHub
+from cofounder_agent.jobs.bus import LocalEventBus
+from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import BoardRow, ImageRow, JobRow
-from cofounder_agent.jobs.worker import Worker
-from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.storage import ImageStore
 from conftest import make_settings
 
@@ -145,9 +144,10 @@ def _counting(store: Store) -> Iterator[list[str]]:
 
 async def test_a_page_of_queued_jobs_costs_a_fixed_number_of_queries(store: Store, tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    hub = EventHub()
-    worker = Worker(store, ImageService(settings), ImageStore(tmp_path), hub, settings)  # never started
-    service = JobService(store, worker, hub, settings, RecipeBook(tmp_path / "recipes"))
+    bus = LocalEventBus()
+    service = JobService(
+        store, bus, JobEnding(store, bus, ImageStore(tmp_path)), settings, RecipeBook(tmp_path / "recipes")
+    )
     jobs = [(await store.add_job({"n": n}, priority=n % 3))[0] for n in range(80)]
     await store.claim_next()  # one running job among them
 

@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from cofounder_agent import __version__
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
-from cofounder_agent.jobs.events import EventHub
+from cofounder_agent.jobs.bus import LocalEventBus
+from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
-from cofounder_agent.jobs.worker import Worker
+from cofounder_agent.jobs.worker import build_worker
 from cofounder_agent.middleware import (
     ApiKeyMiddleware,
     DeclaredSizeMiddleware,
@@ -53,9 +54,12 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         await db.init()
         files = ImageStore(settings.image_data_dir)
         image_service = ImageService(settings)
-        hub = EventHub()
-        worker = Worker(db, image_service, files, hub, settings)
-        job_service = JobService(db, worker, hub, settings, RecipeBook(settings.image_data_dir / "recipes"))
+        # The ports (job store/queue, event bus, blob store): the API side and the worker side
+        # talk only through them.
+        bus = LocalEventBus()
+        ending = JobEnding(db, bus, files)
+        worker = build_worker(db, bus, image_service, files, ending, settings)
+        job_service = JobService(db, bus, ending, settings, RecipeBook(settings.image_data_dir / "recipes"))
         pexels = PexelsClient(
             settings.pexels_api_key,
             http,
@@ -78,7 +82,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
                 body = (await job_service.public(job)).model_dump_json().encode()
                 webhooks.send_later(job.callback_url, body, job.id)
 
-        worker.on_finish.extend([metrics.on_finish, notify])
+        ending.hooks.extend([metrics.on_finish, notify])
 
         # 3. Jobs a crash left running are queued again (once); queued jobs simply wait. What
         #    their interrupted attempts stored goes, and so do image files without a row.
@@ -88,7 +92,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         for job_id in failed:  # their webhooks and metrics, as for any job that ends
             row = await db.get_job(job_id)
             if row is not None:
-                await worker.finished(row)
+                await ending.finished(row)
 
         # 4. Models load in the background: /healthz answers at once, /readyz when loaded.
         image_service.start()

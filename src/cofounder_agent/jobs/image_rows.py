@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cofounder_agent.jobs.tables import BoardRow, ImageRow, utcnow
-from cofounder_agent.storage import ImageStore
+
+if TYPE_CHECKING:
+    from cofounder_agent.jobs.ports import BlobStore
 
 
 class ImageRows:
@@ -113,7 +115,7 @@ class ImageRows:
             return list((await s.scalars(select(ImageRow.id))).all())
 
     async def prune_unreferenced(
-        self, job_id: str, keep_ids: Collection[str], files: ImageStore | None = None
+        self, job_id: str, keep_ids: Collection[str], files: BlobStore | None = None
     ) -> list[str]:
         """Delete the job's images but ``keep_ids`` (what its results name); return the deleted ids.
 
@@ -135,6 +137,6 @@ async def delete_images(s: AsyncSession, where: Any) -> list[str]:
     return ids
 
 
-def delete_files(files: ImageStore, image_ids: list[str]) -> None:
+def delete_files(files: BlobStore, image_ids: list[str]) -> None:
     for image_id in image_ids:
         files.delete(image_id)

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.errors import Conflict, InvalidField, NotFound, QueueFull
 from cofounder_agent.contract.fields import JOB_FIELDS
+from cofounder_agent.contract.params import batch_key
+from cofounder_agent.jobs.bus import Delivered
 from cofounder_agent.jobs.cost import check_cost
-from cofounder_agent.jobs.events import Event, EventHub, terminal_event
+from cofounder_agent.jobs.ending import JobEnding
+from cofounder_agent.jobs.events import CancelRequested, Ended, JobEvent, Progress, Queued, Running, ended
+from cofounder_agent.jobs.ports import EventBus
 from cofounder_agent.jobs.recipe_book import RecipeBook
-from cofounder_agent.jobs.resolve import check_sizes, resolve_face_models, resolve_recipe
+from cofounder_agent.jobs.resolve import check_sizes, job_params, resolve_face_models, resolve_recipe
 from cofounder_agent.jobs.store import TERMINAL, Store
 from cofounder_agent.jobs.tables import JobRow
-from cofounder_agent.jobs.worker import Worker
 from cofounder_agent.schemas.jobs import ImageResult, JobCreate, JobPublic, JobsPublic
 from cofounder_agent.services.egress import EgressPolicy, EgressRefused, check_url
 
 
 class JobService:
-    def __init__(self, store: Store, worker: Worker, hub: EventHub, settings: Settings, recipes: RecipeBook) -> None:
-        self.store, self.worker, self.hub, self.settings = store, worker, hub, settings
+    def __init__(self, store: Store, bus: EventBus, ending: JobEnding, settings: Settings, recipes: RecipeBook) -> None:
+        self.store, self.bus, self.ending, self.settings = store, bus, ending, settings
         self.recipes = recipes
         self.egress = EgressPolicy.parse(settings.image_webhook_allow)  # parsed once, not per submit
 
@@ -40,6 +44,32 @@ class JobService:
         # Stages the job wrote itself must have their face model; a named recipe's may go without.
         explicit = range(len(resolved.stages)) if "stages" in recipe.model_fields_set else range(0)
         resolve_face_models(resolved, self.settings, explicit)
+        sizes = await self._check_references(resolved)
+        check_sizes(resolved, sizes)
+        check_cost(resolved, sizes, self.settings.image_max_job_cost, fields)
+        await self._check_callback(resolved)
+        try:
+            job, new = await self.store.add_job(
+                resolved.model_dump(mode="json"),
+                priority=resolved.priority,
+                idempotency_key=idempotency_key,
+                callback_url=str(resolved.callback_url) if resolved.callback_url else None,
+                board_id=resolved.board_id,
+                max_queued=self.settings.image_max_queue,
+                batch_key=_batch_key(resolved),
+            )
+        except QueueFull:
+            raise QueueFull(
+                f"the queue holds its maximum of {self.settings.image_max_queue} jobs; retry later",
+                retry_after=await self._retry_after(),
+            ) from None
+        view = await self.public(job)
+        if new:
+            self.bus.publish(Queued(job_id=job.id, position=view.queue_position))
+        return view, new
+
+    async def _check_references(self, resolved: JobCreate) -> list[tuple[int, int]]:
+        """Check the board, model files and pictures the recipe names; return its pictures' sizes."""
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
             raise InvalidField("board_id", "no board with this id")
         for index, stage in enumerate(resolved.stages):
@@ -56,32 +86,14 @@ class JobService:
             if row is None:
                 raise InvalidField(f"input_image_ids.{index}", "no image with this id")
             sizes.append((row.width, row.height))
-        check_sizes(resolved, sizes)
-        check_cost(resolved, sizes, self.settings.image_max_job_cost, fields)
+        return sizes
+
+    async def _check_callback(self, resolved: JobCreate) -> None:
         if resolved.callback_url is not None:
             try:
                 await check_url(str(resolved.callback_url), self.egress)
             except EgressRefused as exc:
                 raise InvalidField("callback_url", exc.reason) from None
-        try:
-            job, new = await self.store.add_job(
-                resolved.model_dump(mode="json"),
-                priority=resolved.priority,
-                idempotency_key=idempotency_key,
-                callback_url=str(resolved.callback_url) if resolved.callback_url else None,
-                board_id=resolved.board_id,
-                max_queued=self.settings.image_max_queue,
-            )
-        except QueueFull:
-            raise QueueFull(
-                f"the queue holds its maximum of {self.settings.image_max_queue} jobs; retry later",
-                retry_after=await self._retry_after(),
-            ) from None
-        view = await self.public(job)
-        if new:
-            self.hub.publish(job.id, {"type": "queued", "job_id": job.id, "position": view.queue_position})
-            self.worker.wake()
-        return view, new
 
     async def _retry_after(self) -> int:
         # About how long until a slot frees up: the recent mean run time, within sane bounds.
@@ -108,9 +120,9 @@ class JobService:
             view.queue_position = position if position is not None else await self.store.queue_position(job)
         elif job.status == "succeeded":
             view.progress = 1.0
-        live = self.worker.live.get(job.id)
-        if live is not None and job.status == "running":
-            view.stage, view.step, view.total_steps = live.stage, live.step, live.stage_total
+        elif job.status == "running" and job.progress is not None:
+            live = Progress.model_validate(job.progress)  # the worker's latest record
+            view.stage, view.step, view.total_steps = live.stage, live.step, live.total
             view.progress, view.eta_s = live.progress, live.eta_s
         return view
 
@@ -138,45 +150,65 @@ class JobService:
             raise Conflict(f"the job already {job.status}", code="job_finished", field="job_id")
         cancelled = await self.store.cancel_if_queued(job_id, "cancelled before it started")
         if cancelled is not None:
-            await self.worker.finished(cancelled)
-            await self.worker.announce_positions()  # the jobs behind it moved up
+            await self.ending.finished(cancelled)
+            await self.ending.announce_positions()  # the jobs behind it moved up
             return await self.public(cancelled)
-        self.worker.request_cancel(job_id)
+        # Running (or claimed a moment ago): the worker stops it at its next step.
+        if await self.store.request_cancel(job_id):
+            self.bus.publish(CancelRequested(job_id=job_id))
         return await self.public(await self.wait(job_id, wait_s))
 
     async def wait(self, job_id: str, within_s: float | None = None) -> JobRow:
         """Wait until the job ends (or ``within_s`` passes); return its latest row."""
-        queue = self.hub.subscribe(job_id)
-        try:
+        with self.bus.subscribe(job_id) as subscription:
             job = await self.get_row(job_id)
             if job.status not in TERMINAL:
                 try:
                     async with asyncio.timeout(within_s):
-                        while (await queue.get())["type"] not in TERMINAL:
+                        while not isinstance((await subscription.get()).event, Ended):
                             pass
                 except TimeoutError:
                     pass
             return await self.get_row(job_id)
-        finally:
-            self.hub.unsubscribe(job_id, queue)
 
-    async def events(self, job: JobRow) -> AsyncIterator[Event]:
-        """The job's events from now until it ends, starting with its current state."""
-        queue = self.hub.subscribe(job.id)  # before reading the state: no event falls in between
-        try:
+    async def events(self, job: JobRow, after: int | None = None) -> AsyncIterator[Delivered]:
+        """The job's events until it ends, numbered: after ``after`` when the bus still has them,
+        else starting with its current state."""
+        # Subscribed before reading the state: no event falls in between.
+        with self.bus.subscribe(job.id, after) as subscription:
             current = await self.get_row(job.id)
-            view = await self.public(current)
-            if current.status in TERMINAL:
-                yield terminal_event(current)
-                return
-            if current.status == "queued":
-                yield {"type": "queued", "job_id": job.id, "position": view.queue_position}
+            if subscription.complete and after is not None:
+                backlog = subscription.replayed
+                if current.status in TERMINAL and not any(isinstance(d.event, Ended) for d in backlog):
+                    backlog = [*backlog, Delivered(subscription.last_seq, ended(current))]  # its log is gone
             else:
-                yield {"type": "running", "job_id": job.id, "stage": view.stage, "progress": view.progress}
-            while True:
-                event = await queue.get()
-                yield event
-                if event["type"] in TERMINAL:
+                backlog = [Delivered(subscription.last_seq, await self._now(current))]
+            for delivered in backlog:
+                if isinstance(delivered.event, CancelRequested):
+                    continue
+                yield delivered
+                if isinstance(delivered.event, Ended):
                     return
-        finally:
-            self.hub.unsubscribe(job.id, queue)
+            while True:
+                delivered = await subscription.get()
+                if isinstance(delivered.event, CancelRequested):
+                    continue  # the worker's signal, not news for the client
+                yield delivered
+                if isinstance(delivered.event, Ended):
+                    return
+
+    async def _now(self, job: JobRow) -> JobEvent:
+        """The event that tells where the job is now."""
+        if job.status in TERMINAL:
+            return ended(job)
+        view = await self.public(job)
+        if job.status == "queued":
+            return Queued(job_id=job.id, position=view.queue_position)
+        return Running(job_id=job.id, stage=view.stage, progress=view.progress)
+
+
+def _batch_key(recipe: JobCreate) -> str | None:
+    """The engine's batch key of a job's first generation, as text; None for jobs that refine stored pictures."""
+    if recipe.input_image_ids:
+        return None
+    return json.dumps(batch_key(job_params(recipe)[0], recipe.keep_intermediates))

@@ -8,18 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Connection, Table, event, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.schema import CreateColumn
 
 from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
 from cofounder_agent.jobs.tables import Base, BoardRow, ImageRow, JobRow, utcnow
-from cofounder_agent.storage import ImageStore
+
+if TYPE_CHECKING:
+    from cofounder_agent.jobs.events import Progress
+    from cofounder_agent.jobs.ports import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,14 @@ class Store(ImageRows):
         # see every earlier submission (one process owns the store; a server database would use
         # a sequence and row locks instead).
         self._submit_lock = asyncio.Lock()
+        # The in-process "work arrived" signal (PostgreSQL: LISTEN/NOTIFY). Set by a submit or
+        # a release, cleared by the waiter: a submit between an empty claim and the wait is kept.
+        self._work = asyncio.Event()
 
     async def init(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -77,6 +85,7 @@ class Store(ImageRows):
         callback_url: str | None = None,
         board_id: str | None = None,
         max_queued: int | None = None,
+        batch_key: str | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; return it and whether it is new (False: same Idempotency-Key seen).
 
@@ -106,8 +115,10 @@ class Store(ImageRows):
                             callback_url=callback_url,
                             board_id=board,
                             image_ids=[],
+                            batch_key=batch_key,
                         )
                         s.add(job)
+                    self._work.set()
                     return job, True
                 except IntegrityError:
                     # The foreign key refused a board deleted meanwhile: try once more without it.
@@ -172,25 +183,26 @@ class Store(ImageRows):
             if getattr(claimed, "rowcount", 0):
                 return await self.get_job(job_id)
 
-    async def claim_companions(self, job: JobRow, fits: Callable[[JobRow], bool], limit: int) -> list[JobRow]:
-        """Claim up to ``limit`` more queued jobs of ``job``'s priority that ``fits`` accepts, oldest first.
+    async def claim_companions(self, job: JobRow, limit: int) -> list[JobRow]:
+        """Claim up to ``limit`` more queued jobs of ``job``'s priority and batch key, oldest first.
 
         Micro-batching: they run beside ``job`` as one batch. Only the same priority, so a
-        batch never lets a job jump ahead of a more urgent one.
+        batch never lets a job jump ahead of a more urgent one. A job without a key runs alone.
         """
+        if job.batch_key is None or limit < 1:
+            return []
         async with self.session() as s:
             candidates = (
                 await s.scalars(
                     select(JobRow)
                     .where(JobRow.status == "queued", JobRow.priority == job.priority)
+                    .where(JobRow.batch_key == job.batch_key)
                     .order_by(JobRow.seq)
-                    .limit(limit * 8)
+                    .limit(limit)
                 )
             ).all()
         claimed: list[JobRow] = []
         for candidate in candidates:
-            if len(claimed) == limit or not fits(candidate):
-                continue
             async with self.session() as s, s.begin():
                 result = await s.execute(
                     update(JobRow)
@@ -203,13 +215,46 @@ class Store(ImageRows):
                     claimed.append(row)
         return claimed
 
+    async def wait_for_work(self, timeout_s: float) -> None:
+        """Return when a job may have been queued since the last call (or after ``timeout_s``)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._work.wait()
+        except TimeoutError:
+            return
+        self._work.clear()
+
     async def release(self, job_id: str) -> None:
         """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt."""
         async with self.session() as s, s.begin():
             await s.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status == "running")
-                .values(status="queued", started_at=None, attempts=JobRow.attempts - 1)
+                .values(status="queued", started_at=None, attempts=JobRow.attempts - 1, progress=None)
+            )
+        self._work.set()
+
+    async def request_cancel(self, job_id: str) -> bool:
+        """Flag a job that has not ended to stop; False when it has ended (or is unknown)."""
+        async with self.session() as s, s.begin():
+            done = await s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(("queued", "running")))
+                .values(cancel_requested=True)
+            )
+        return bool(getattr(done, "rowcount", 0))
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        async with self.session() as s:
+            return bool(await s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
+
+    async def set_progress(self, job_id: str, progress: Progress) -> None:
+        """Record where a running job is (the worker coalesces its calls)."""
+        async with self.session() as s, s.begin():
+            await s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "running")
+                .values(progress=progress.model_dump(mode="json"))
             )
 
     async def queued_positions(self, job_ids: Collection[str]) -> dict[str, int]:
@@ -268,7 +313,7 @@ class Store(ImageRows):
             values = [v for v in (await s.scalars(recent)).all() if v is not None]
         return sum(values) / len(values) if values else None
 
-    async def recover(self, files: ImageStore | None = None) -> tuple[list[str], list[str]]:
+    async def recover(self, files: BlobStore | None = None) -> tuple[list[str], list[str]]:
         """After a crash: re-queue interrupted jobs once, fail those interrupted again.
 
         What the interrupted attempts stored goes (a re-queued job starts afresh; a failed one
@@ -283,7 +328,7 @@ class Store(ImageRows):
                     job.error = f"interrupted by a server restart {job.attempts} times; not retried again"
                     failed.append(job.id)
                 else:
-                    job.status, job.stage, job.step, job.total_steps = "queued", None, 0, 0
+                    job.status, job.progress, job.cancel_requested = "queued", None, False
                     requeued.append(job.id)
             interrupted = requeued + failed
             orphans = await delete_images(s, ImageRow.job_id.in_(interrupted)) if interrupted else []
@@ -311,3 +356,19 @@ class Store(ImageRows):
                     {**r, "intermediate_ids": [i for i in r.get("intermediate_ids", []) if i not in image_ids]}
                     for r in job.results
                 ]
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Add the job columns this version brought to a data dir made by an older one.
+
+    A bridge until migrations (Alembic) arrive: ``create_all`` makes missing tables but never
+    alters existing ones. Old rows get the columns' defaults (no batch key: they run alone).
+    """
+    present = {column["name"] for column in inspect(conn).get_columns(JobRow.__tablename__)}
+    for column in cast(Table, JobRow.__table__).columns:
+        if column.name in present:
+            continue
+        ddl = CreateColumn(column).compile(dialect=conn.dialect)
+        default = " DEFAULT 0" if column.name == "cancel_requested" else ""
+        conn.exec_driver_sql(f"ALTER TABLE {JobRow.__tablename__} ADD COLUMN {ddl}{default}")
+        log.warning("added the column jobs.%s to an older database", column.name)

@@ -41,6 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dict[str, Any]: JSON,
+        dict[str, Any] | None: JSON,
         list[str]: JSON,
         list[dict[str, Any]]: JSON,
     }
@@ -62,6 +63,13 @@ class JobRow(Base):
     board_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("boards.id", ondelete="SET NULL"), index=True, default=None
     )
+    # The engine batch key of the job's first generation, as text (None: it runs alone).
+    batch_key: Mapped[str | None] = mapped_column(Text, default=None)
+    # Set by the API, read by the worker: a running job stops at its next step.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The running job's progress record (jobs.events.Progress), written a few times a second.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Unused since progress lives in ``progress``; kept until a migration drops them.
     stage: Mapped[str | None] = mapped_column(String(32), default=None)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)

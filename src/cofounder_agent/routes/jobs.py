@@ -80,7 +80,16 @@ async def delete_intermediates(job_id: str, jobs: JobServiceDep, gallery: Galler
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses=ERRORS)
-async def job_events(job: Annotated[JobRow, Depends(_job)], jobs: JobServiceDep) -> AsyncIterable[ServerSentEvent]:
-    """Server-sent events: queued, started, step, image, then succeeded/failed/cancelled."""
-    async for event in jobs.events(job):
-        yield ServerSentEvent(event=event["type"], data=event)
+async def job_events(
+    job: Annotated[JobRow, Depends(_job)],
+    jobs: JobServiceDep,
+    last_event_id: Annotated[int | None, Header(ge=0, le=2**53)] = None,
+) -> AsyncIterable[ServerSentEvent]:
+    """Server-sent events: queued, started, step, image, then succeeded/failed/cancelled.
+
+    Each event's ``id`` is its number in the job's stream; a client that reconnects with
+    ``Last-Event-ID`` gets the events after it (or, once they are forgotten, the job's state).
+    """
+    async for delivered in jobs.events(job, last_event_id):
+        event = delivered.event
+        yield ServerSentEvent(event=event.type, data=event.payload(), id=str(delivered.seq))

@@ -1,0 +1,105 @@
+"""The job system's ports: the only way the API side and the worker side talk to each other.
+
+Each is a small interface with an in-process adapter today (``Store`` on SQLite, ``LocalEventBus``,
+``ImageStore``); PostgreSQL adapters come later against the same contract suite
+(tests/contract/). The engine port lets the job logic run against a fake engine in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cofounder_agent.contract.params import GenerationParams, GenerationResult
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from cofounder_agent.engine.control import JobControl
+    from cofounder_agent.engine.stage_runner import StageOutput
+    from cofounder_agent.engine.stages.common import StepCallback
+    from cofounder_agent.jobs.bus import Subscription
+    from cofounder_agent.jobs.events import JobEvent, Progress
+    from cofounder_agent.jobs.tables import JobRow
+    from cofounder_agent.schemas.stages import Stage
+    from cofounder_agent.services.image_service import EngineStatus
+    from cofounder_agent.storage import StoredImage
+
+
+class JobQueue(Protocol):
+    """Jobs waiting, running and ended: the database is their only source of truth."""
+
+    async def add_job(
+        self,
+        recipe: dict[str, Any],
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        board_id: str | None = None,
+        max_queued: int | None = None,
+        batch_key: str | None = None,
+    ) -> tuple[JobRow, bool]: ...
+    async def get_job(self, job_id: str) -> JobRow | None: ...
+    async def claim_next(self) -> JobRow | None: ...
+    async def claim_companions(self, job: JobRow, limit: int) -> list[JobRow]: ...
+    async def wait_for_work(self, timeout_s: float) -> None: ...
+    async def release(self, job_id: str) -> None: ...
+    async def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        image_ids: list[str] | None = None,
+        results: list[dict[str, Any]] | None = None,
+    ) -> JobRow | None: ...
+    async def cancel_if_queued(self, job_id: str, reason: str) -> JobRow | None: ...
+    async def request_cancel(self, job_id: str) -> bool: ...
+    async def cancel_requested(self, job_id: str) -> bool: ...
+    async def set_progress(self, job_id: str, progress: Progress) -> None: ...
+    async def queue_position(self, job: JobRow) -> int: ...
+    async def queued_positions(self, job_ids: Collection[str]) -> dict[str, int]: ...
+
+
+class EventBus(Protocol):
+    """Each job's events, numbered from 1 in publishing order; a stream can resume from a number."""
+
+    def publish(self, event: JobEvent) -> int: ...
+    def subscribe(self, job_id: str, after: int | None = None) -> Subscription: ...
+    def subscribed(self) -> list[str]: ...
+    def ended(self, job_id: str) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Image files by id (a local dir today; a shared volume or object storage later)."""
+
+    def save_png(self, image: Image, metadata: dict[str, Any]) -> StoredImage: ...
+    def open_rgb(self, image_id: str) -> Image | None: ...
+    def delete(self, image_id: str) -> bool: ...
+    def ids(self) -> set[str]: ...
+
+
+class Engine(Protocol):
+    """What a worker asks of its device: generations and recipe stages, on a job's control."""
+
+    @property
+    def status(self) -> EngineStatus: ...
+    async def wait_ready(self) -> bool: ...
+    async def generate(
+        self,
+        params: GenerationParams,
+        on_step: StepCallback | None = None,
+        keep_base: bool = False,
+        control: JobControl | None = None,
+    ) -> GenerationResult: ...
+    async def run_stage(
+        self,
+        spec: Stage,
+        image: Image,
+        params: GenerationParams,
+        index: int,
+        on_step: StepCallback | None = None,
+        inputs: Mapping[str, Image | None] | None = None,
+        control: JobControl | None = None,
+    ) -> StageOutput: ...
