@@ -70,8 +70,14 @@ class Worker:
                         await self.recorder.ending.announce_positions()
                     except Exception:  # news for waiting streams; the claimed jobs run regardless
                         log.exception("could not announce queue positions")
-                    # Side by side, so their generations meet in the engine's batcher.
-                    await asyncio.gather(*(self._run_safely(j) for j in group))
+                    # Listening before reading the flags: a cancel lands in one or the other.
+                    listening = [(j, self.bus.subscribe(j.id)) for j in group]
+                    asked = [await self._asked(j) for j in group]
+                    # Side by side, so their generations meet in the engine's batcher (no await
+                    # before each reaches the engine).
+                    await asyncio.gather(
+                        *(self._run_safely(j, s, cancel) for (j, s), cancel in zip(listening, asked, strict=True))
+                    )
                 finally:
                     self._current = set()
             except Exception:  # e.g. "database is locked": the loop must outlive it
@@ -93,24 +99,28 @@ class Worker:
             log.exception("could not gather batch companions for job %s", job.id)
         return found
 
-    async def _run_safely(self, job: JobRow) -> None:
-        control = self._controls[job.id] = JobControl(self.settings.image_job_timeout_s, threading.Event())
-        watcher: asyncio.Task[None] | None = None
+    async def _asked(self, job: JobRow) -> bool:
+        """Whether a cancel came for the job since it was queued (a failed read: the watcher looks again)."""
         try:
-            # Listening before reading the flag: a cancel lands in one or the other, never between.
-            subscription = self.bus.subscribe(job.id)
-            watcher = asyncio.create_task(self._watch_cancel(subscription, control), name=f"cancel-{job.id}")
-            if job.cancel_requested or await self.queue.cancel_requested(job.id):
-                control.cancel()  # asked between the claim and now: it stops before its first step
+            return job.cancel_requested or await self.queue.cancel_requested(job.id)
+        except Exception:
+            log.exception("could not read the cancel flag of job %s", job.id)
+            return False
+
+    async def _run_safely(self, job: JobRow, subscription: Subscription, cancelled: bool) -> None:
+        control = self._controls[job.id] = JobControl(self.settings.image_job_timeout_s, threading.Event())
+        if cancelled:
+            control.cancel()  # asked between the claim and now: it stops before its first step
+        watcher = asyncio.create_task(self._watch_cancel(subscription, control), name=f"cancel-{job.id}")
+        try:
             outcome = await self.runner.run(job, control)
         except Exception:  # a bug in a job's handling fails that job, not the worker
             log.exception("job %s crashed the worker step", job.id)
             outcome = JobOutcome("failed", "internal error; see the server log")
         finally:
             self._controls.pop(job.id, None)
-            if watcher is not None:
-                watcher.cancel()
-                subscription.close()
+            watcher.cancel()
+            subscription.close()
         try:
             await self.recorder.finish(job, outcome)
         except Exception:  # e.g. a result the store refused: the job still ends
