@@ -1,22 +1,13 @@
-"""The store's queue rules: order, priority, recovery after a crash, idempotency."""
+"""The SQL store's own rules: recovery after a crash, the queue limit, finishing once, older data dirs."""
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 
-from cofounder_agent.jobs.store import QueueFull, Store
-
-
-async def test_claims_by_priority_then_submission_order(store: Store) -> None:
-    low, _ = await store.add_job({"n": 1})
-    high, _ = await store.add_job({"n": 2}, priority=5)
-    low2, _ = await store.add_job({"n": 3})
-    assert await store.queue_position(high) == 0 and await store.queue_position(low2) == 2
-    claimed = [await store.claim_next() for _ in range(3)]
-    assert [job.id for job in claimed if job] == [high.id, low.id, low2.id]
-    assert await store.claim_next() is None
+from cofounder_agent.jobs.store import QueueFull, Store, sqlite_url
 
 
 async def test_interrupted_jobs_are_requeued_once_then_failed(store: Store) -> None:
@@ -48,25 +39,21 @@ async def test_finish_happens_once(store: Store) -> None:
     assert later is not None and (later.status, later.image_ids) == ("cancelled", [])
 
 
-async def test_a_job_cancelled_while_being_claimed_never_runs(store: Store) -> None:
-    """Claim and cancel race: exactly one of them wins, every time."""
-    for _ in range(30):
-        job, _ = await store.add_job({"n": 1})
-        claimed, cancelled = await asyncio.gather(
-            store.claim_next(), store.cancel_if_queued(job.id, "cancelled before it started")
-        )
-        final = await store.get_job(job.id)
-        assert final is not None
-        if cancelled is not None:
-            assert claimed is None and final.status == "cancelled"
-        else:
-            assert claimed is not None and claimed.id == job.id and final.status == "running"
-            await store.finish(job.id, "succeeded")
-
-
-async def test_release_requeues_without_using_the_retry(store: Store) -> None:
-    job, _ = await store.add_job({"n": 1})
-    await store.claim_next()
-    await store.release(job.id)
-    again = await store.claim_next()
-    assert again is not None and again.id == job.id and again.attempts == 1
+async def test_a_data_dir_from_before_the_job_columns_keeps_working(tmp_path: Path) -> None:
+    old = Store(sqlite_url(tmp_path))
+    await old.init()
+    job, _ = await old.add_job({"n": 1})
+    await old.close()
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # the jobs table as older versions made it
+        for column in ("batch_key", "cancel_requested", "progress"):
+            db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    store = Store(sqlite_url(tmp_path))
+    await store.init()
+    try:
+        row = await store.get_job(job.id)
+        assert row is not None and (row.batch_key, row.cancel_requested, row.progress) == (None, False, None)
+        claimed = await store.claim_next()
+        assert claimed is not None and await store.claim_companions(claimed, 3) == []  # an old row runs alone
+        assert await store.request_cancel(job.id) and await store.cancel_requested(job.id)
+    finally:
+        await store.close()

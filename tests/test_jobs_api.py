@@ -503,3 +503,24 @@ def test_streamed_intermediates_go_once_the_next_stage_succeeds(job_server: str)
     ]
     assert done["results"][0]["intermediate_ids"] == [] and len(done["image_ids"]) == 1
     assert all(httpx.get(f"{job_server}/v1/images/{i}").status_code == 404 for i in announced.values())
+
+
+def _numbered_events(client: httpx.Client, job_id: str, **headers: str) -> list[tuple[str, str, dict[str, Any]]]:
+    with connect_sse(client, "GET", f"/v1/jobs/{job_id}/events", headers=headers) as source:
+        return [(sse.id, sse.event, sse.json()) for sse in source.iter_sse()]
+
+
+def test_a_stream_resumes_after_its_last_event_id(job_server: str) -> None:
+    with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
+        job = _submit(client, FAST)
+        first = _numbered_events(client, job["id"])
+        assert first[-1][1] == "succeeded" and len(first) > 5
+        ids = [int(seq) for seq, _, _ in first]
+        assert ids == list(range(ids[0], ids[0] + len(ids)))  # numbered in order, without gaps
+        # A client that lost the stream after its fourth event gets exactly what followed.
+        assert _numbered_events(client, job["id"], **{"Last-Event-ID": first[3][0]}) == first[4:]
+        # A number the stream never reached: it starts again from the job's state.
+        (only,) = _numbered_events(client, job["id"], **{"Last-Event-ID": str(ids[-1] + 100)})
+        assert only[1] == "succeeded" and only[2] == first[-1][2]
+        bad = client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "soon"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "header.last-event-id"

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from cofounder_agent.engine.control import JobControl
-    from cofounder_agent.engine.stage_runner import StageOutput
     from cofounder_agent.engine.stages.common import StepCallback
     from cofounder_agent.jobs.bus import Subscription
     from cofounder_agent.jobs.events import JobEvent, Progress
@@ -80,6 +79,15 @@ class BlobStore(Protocol):
     def ids(self) -> set[str]: ...
 
 
+class StageResult(Protocol):
+    """A stage's picture, its passes, its variations and its record (the engine's StageOutput)."""
+
+    image: Image
+    passes: list[Image]
+    variations: list[Image]
+    record: dict[str, Any]
+
+
 class Engine(Protocol):
     """What a worker asks of its device: generations and recipe stages, on a job's control."""
 
@@ -102,4 +110,4 @@ class Engine(Protocol):
         on_step: StepCallback | None = None,
         inputs: Mapping[str, Image | None] | None = None,
         control: JobControl | None = None,
-    ) -> StageOutput: ...
+    ) -> StageResult: ...

@@ -1,0 +1,201 @@
+"""The job store/queue and event bus contract: one suite, run against every adapter.
+
+Today the in-process adapters (``Store`` on SQLite, ``LocalEventBus``); a PostgreSQL adapter
+joins by adding its name to ``ADAPTERS`` and a branch to the ``ports`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cofounder_agent.jobs import bus as bus_module
+from cofounder_agent.jobs.bus import LocalEventBus
+from cofounder_agent.jobs.events import Progress, Queued, Step
+from cofounder_agent.jobs.ports import EventBus, JobQueue
+from cofounder_agent.jobs.store import Store, sqlite_url
+
+ADAPTERS = ["in-process"]
+
+
+@dataclass
+class Ports:
+    queue: JobQueue
+    bus: EventBus
+
+
+@pytest.fixture(params=ADAPTERS)
+async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ports]:
+    if request.param == "in-process":
+        store = Store(sqlite_url(tmp_path))
+        await store.init()
+        try:
+            yield Ports(store, LocalEventBus())
+        finally:
+            await store.close()
+    else:  # pragma: no cover - a new adapter must say how it is built
+        raise AssertionError(f"unknown adapter {request.param}")
+
+
+async def test_claims_by_priority_then_age(ports: Ports) -> None:
+    q = ports.queue
+    low, _ = await q.add_job({"n": 1})
+    high, _ = await q.add_job({"n": 2}, priority=5)
+    low2, _ = await q.add_job({"n": 3})
+    assert await q.queue_position(high) == 0 and await q.queue_position(low2) == 2
+    claimed = [await q.claim_next() for _ in range(3)]
+    assert [job.id for job in claimed if job] == [high.id, low.id, low2.id]
+    assert all(job is not None and job.status == "running" and job.attempts == 1 for job in claimed)
+    assert await q.claim_next() is None
+
+
+async def test_concurrent_submits_with_one_key_make_one_job(ports: Ports) -> None:
+    made = await asyncio.gather(*(ports.queue.add_job({"n": n}, idempotency_key="same") for n in range(10)))
+    assert len({job.id for job, _ in made}) == 1 and [new for _, new in made].count(True) == 1
+    first = await ports.queue.claim_next()
+    assert first is not None and await ports.queue.claim_next() is None
+
+
+async def test_a_job_cancelled_before_its_claim_never_runs(ports: Ports) -> None:
+    q = ports.queue
+    job, _ = await q.add_job({"n": 1})
+    cancelled = await q.cancel_if_queued(job.id, "cancelled before it started")
+    assert cancelled is not None and (cancelled.status, cancelled.error) == ("cancelled", "cancelled before it started")
+    assert await q.claim_next() is None
+    assert await q.cancel_if_queued(job.id, "again") is None and not await q.request_cancel(job.id)
+
+
+async def test_a_job_cancelled_while_being_claimed_never_runs(ports: Ports) -> None:
+    """Claim and cancel race: exactly one of them wins, every time."""
+    for _ in range(30):
+        job, _ = await ports.queue.add_job({"n": 1})
+        claimed, cancelled = await asyncio.gather(
+            ports.queue.claim_next(), ports.queue.cancel_if_queued(job.id, "cancelled before it started")
+        )
+        final = await ports.queue.get_job(job.id)
+        assert final is not None
+        if cancelled is not None:
+            assert claimed is None and final.status == "cancelled"
+        else:
+            assert claimed is not None and claimed.id == job.id and final.status == "running"
+            await ports.queue.finish(job.id, "succeeded")
+
+
+async def test_release_requeues_without_using_the_retry(ports: Ports) -> None:
+    job, _ = await ports.queue.add_job({"n": 1})
+    await ports.queue.claim_next()
+    await ports.queue.release(job.id)
+    again = await ports.queue.claim_next()
+    assert again is not None and again.id == job.id and again.attempts == 1
+
+
+async def test_a_cancel_while_running_is_a_flag_the_worker_reads(ports: Ports) -> None:
+    q = ports.queue
+    job, _ = await q.add_job({"n": 1})
+    other, _ = await q.add_job({"n": 2})
+    claimed = await q.claim_next()
+    assert claimed is not None and claimed.id == job.id and not claimed.cancel_requested
+    assert await q.cancel_if_queued(job.id, "too late") is None  # running: not cancelled at once
+    assert await q.request_cancel(job.id)
+    assert await q.cancel_requested(job.id) and not await q.cancel_requested(other.id)
+    done = await q.finish(job.id, "cancelled", error="cancelled while running (base step 2)")
+    assert done is not None and done.status == "cancelled"
+    assert not await q.request_cancel(job.id)  # ended: nothing left to ask
+
+
+async def test_a_cancel_flagged_before_the_claim_comes_with_it(ports: Ports) -> None:
+    job, _ = await ports.queue.add_job({"n": 1})
+    assert await ports.queue.request_cancel(job.id)
+    claimed = await ports.queue.claim_next()
+    assert claimed is not None and claimed.cancel_requested
+
+
+async def test_positions_follow_the_claim_order(ports: Ports) -> None:
+    q = ports.queue
+    jobs = [(await q.add_job({"n": n}, priority=n % 2))[0] for n in range(5)]
+    ids = [job.id for job in jobs]
+    # Priority 1 first (jobs 1 and 3), then priority 0 by age (0, 2, 4).
+    assert await q.queued_positions(ids) == {ids[1]: 0, ids[3]: 1, ids[0]: 2, ids[2]: 3, ids[4]: 4}
+    assert [await q.queue_position(job) for job in jobs] == [2, 0, 3, 1, 4]
+    await q.claim_next()
+    assert await q.queued_positions(ids) == {ids[3]: 0, ids[0]: 1, ids[2]: 2, ids[4]: 3}
+
+
+async def test_companions_share_the_batch_key_and_priority(ports: Ports) -> None:
+    q = ports.queue
+    first, _ = await q.add_job({"n": 1}, batch_key="k")
+    mate, _ = await q.add_job({"n": 2}, batch_key="k")
+    await q.add_job({"n": 3}, batch_key="other")
+    await q.add_job({"n": 4}, batch_key="k", priority=-1)  # less urgent: never pulled ahead
+    alone, _ = await q.add_job({"n": 5})
+    mate2, _ = await q.add_job({"n": 6}, batch_key="k")
+    claimed = await q.claim_next()
+    assert claimed is not None and claimed.id == first.id
+    assert [job.id for job in await q.claim_companions(claimed, 1)] == [mate.id]
+    assert [job.id for job in await q.claim_companions(claimed, 5)] == [mate2.id]
+    assert await q.claim_companions(claimed, 5) == []
+    other = await q.claim_next()  # "other" is next by age, then the job without a key
+    assert other is not None and await q.claim_companions(other, 5) == []
+    solo = await q.claim_next()
+    assert solo is not None and solo.id == alone.id and await q.claim_companions(solo, 5) == []
+
+
+async def test_a_submit_wakes_a_waiting_worker(ports: Ports) -> None:
+    q = ports.queue
+    await q.wait_for_work(0.01)  # nothing queued: returns at its timeout
+    waiter = asyncio.create_task(q.wait_for_work(600))
+    await asyncio.sleep(0)
+    await q.add_job({"n": 1})
+    async with asyncio.timeout(60):
+        await waiter
+
+
+async def test_progress_is_recorded_for_running_jobs_only(ports: Ports) -> None:
+    q = ports.queue
+    job, _ = await q.add_job({"n": 1})
+    await q.set_progress(job.id, Progress(stage="base", step=1, total=4, progress=0.25))
+    assert (await q.get_job(job.id)).progress is None  # type: ignore[union-attr]
+    await q.claim_next()
+    await q.set_progress(job.id, Progress(stage="base", step=2, total=4, progress=0.5, eta_s=1.5))
+    row = await q.get_job(job.id)
+    assert row is not None and Progress.model_validate(row.progress) == Progress(
+        stage="base", step=2, total=4, progress=0.5, eta_s=1.5
+    )
+
+
+def _step(job_id: str, n: int) -> Step:
+    return Step(job_id=job_id, stage="base", step=n, total=9, progress=n / 9, eta_s=None)
+
+
+async def test_events_are_numbered_per_job_and_replayed_after_a_number(ports: Ports) -> None:
+    bus = ports.bus
+    assert [bus.publish(_step("a", n)) for n in range(1, 6)] == [1, 2, 3, 4, 5]
+    assert bus.publish(_step("b", 1)) == 1  # each job counts on its own
+    with bus.subscribe("a", after=2) as resumed, bus.subscribe("a") as fresh:
+        assert resumed.complete and [(d.seq, d.event) for d in resumed.replayed] == [
+            (n, _step("a", n)) for n in (3, 4, 5)
+        ]
+        assert fresh.replayed == [] and fresh.last_seq == 5
+        bus.publish(Queued(job_id="a", position=0))
+        for subscription in (resumed, fresh):
+            delivered = await subscription.get()
+            assert (delivered.seq, delivered.event) == (6, Queued(job_id="a", position=0))
+        assert "a" in bus.subscribed()
+    assert "a" not in bus.subscribed()
+    with bus.subscribe("a", after=99) as ahead:  # a number this stream never had: not resumable
+        assert not ahead.complete and ahead.replayed == []
+
+
+async def test_a_replay_older_than_the_log_is_not_complete(ports: Ports, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not isinstance(ports.bus, LocalEventBus):
+        pytest.skip("the log's bound is the in-process bus's")
+    monkeypatch.setattr(bus_module, "REPLAY_EVENTS", 3)
+    for n in range(1, 7):
+        ports.bus.publish(_step("c", n))
+    with ports.bus.subscribe("c", after=1) as old, ports.bus.subscribe("c", after=3) as recent:
+        assert not old.complete and old.replayed == []
+        assert recent.complete and [d.seq for d in recent.replayed] == [4, 5, 6]
