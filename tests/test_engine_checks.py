@@ -19,7 +19,7 @@ from cofounder_agent.engine.stages.decode import decode_batch
 from cofounder_agent.engine.stages.encode import encode_image
 from cofounder_agent.engine.stages.face import Face, restore_faces
 from cofounder_agent.engine.stages.upscale import process_tiles
-from cofounder_agent.schemas.stages import UpscaleStage
+from cofounder_agent.stages import UpscaleStage
 
 PARAMS = GenerationParams(prompt="a harbour", seed=5, width=64, height=64, steps=4)
 

@@ -25,10 +25,10 @@ from cofounder_agent.services.batcher import Batcher
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from cofounder_agent.contract.stage import StageOutput, StageSpec
     from cofounder_agent.engine.generate import TwoStageGenerator
-    from cofounder_agent.engine.stage_runner import StageOutput, StageRunner
+    from cofounder_agent.engine.stage_runner import StageRunner
     from cofounder_agent.engine.stages.common import StepCallback
-    from cofounder_agent.schemas.stages import Stage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,7 +124,7 @@ class ImageService:
 
     async def run_stage(
         self,
-        spec: Stage,
+        spec: StageSpec,
         image: Image,
         params: GenerationParams,
         index: int,
