@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -94,4 +94,8 @@ class _Registered:
         return handler(_union(tuple(_REGISTRY.values())))
 
 
-AnyStage = Annotated[StageSpec, _Registered()]
+if TYPE_CHECKING:
+    AnyStage = StageSpec
+else:
+    # Not Annotated[StageSpec, ...]: FastAPI would document the abstract base as a schema of its own.
+    AnyStage = Annotated[object, _Registered()]
