@@ -135,7 +135,8 @@ def stored_recipe(data: dict[str, Any]) -> JobCreate:
 
 def check_sizes(recipe: JobCreate, sizes: list[tuple[int, int]]) -> None:
     """Follow each picture's size through the stages: refuse what would be too large, or boxes outside it."""
-    for size in sizes:
+    for start in sizes:
+        size = start
         for index, stage in enumerate(recipe.stages):
             stage.check_size(f"stages.{index}", size, MAX_PIXELS)
             size = stage.output_size(size)
