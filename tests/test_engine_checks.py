@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from cofounder_agent.contract.checks import GenerationCancelled, checked_by, every_member
 from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.models import LoadedModels, load_models
 from cofounder_agent.engine.stage_runner import StageRunner
-from cofounder_agent.engine.stages.common import GenerationCancelled, checked_by, every_member
 from cofounder_agent.engine.stages.decode import decode_batch
 from cofounder_agent.engine.stages.encode import encode_image
 from cofounder_agent.engine.stages.face import Face, restore_faces

@@ -17,6 +17,7 @@ import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 from PIL.Image import Image
 
+from cofounder_agent.contract.checks import GenerationCancelled, StepCallback
 from cofounder_agent.contract.params import MAX_SEED, GenerationParams
 from cofounder_agent.contract.stage import (
     FaceRestorer,
@@ -29,7 +30,6 @@ from cofounder_agent.contract.stage import (
 )
 from cofounder_agent.engine.models import LoadedModels
 from cofounder_agent.engine.schedulers import build_scheduler
-from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback
 from cofounder_agent.engine.stages.face import Face, detect_faces, restore_faces, spandrel_restorer
 from cofounder_agent.engine.stages.img2img import refine_image, refine_variations
 from cofounder_agent.engine.stages.inpaint import inpaint_region

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cofounder_agent.config import Settings
+from cofounder_agent.contract.checks import GenerationCancelled
+from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams, GenerationResult, batch_key
-from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.events import EventHub, terminal_event
 from cofounder_agent.jobs.resolve import denoising_steps, job_params, stored_recipe
 from cofounder_agent.jobs.store import Store

@@ -8,9 +8,9 @@ import torch
 from PIL import Image as PILImage
 from PIL.Image import Image
 
+from cofounder_agent.contract.checks import StepCallback, checkpoint, step_hook
 from cofounder_agent.contract.schedule import img2img_runs
 from cofounder_agent.contract.stage import RefinePass
-from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
 

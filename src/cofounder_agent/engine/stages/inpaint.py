@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter
 
+from cofounder_agent.contract.checks import StepCallback, checkpoint, step_hook
 from cofounder_agent.contract.stage import RefinePass
-from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 from cofounder_agent.engine.stages.decode import decode_latents
 from cofounder_agent.engine.stages.img2img import fit8
 

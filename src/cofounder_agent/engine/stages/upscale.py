@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from cofounder_agent.contract.checks import checkpoint
 from cofounder_agent.contract.tiles import tiles
-from cofounder_agent.engine.stages.common import checkpoint
 
 
 def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
