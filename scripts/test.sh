@@ -8,6 +8,9 @@ python3 -m venv .venv
 
 echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check src tests
 echo "== mypy"; .venv/bin/mypy
+echo "== import-linter"; .venv/bin/lint-imports
+# Cyclomatic complexity: nothing at D (21) or worse; radon prints only what it finds.
+echo "== radon"; complex=$(.venv/bin/radon cc src -n D -s); if [ -n "$complex" ]; then echo "$complex"; exit 1; fi
 echo "== hadolint"; .venv/bin/hadolint Dockerfile
 echo "== pytest"
 # pytest exits 5 when it collected no test: set -e turns that into a failure, as it should.

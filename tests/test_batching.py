@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from cofounder_agent.client import Client
+from cofounder_agent.contract.checks import GenerationCancelled
 from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import load_models
-from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.resolve import job_params, stored_recipe
 from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 

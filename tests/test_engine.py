@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cofounder_agent.contract.checks import GenerationCancelled
 from cofounder_agent.contract.params import SCHEDULER_NAMES, GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import load_models
-from cofounder_agent.engine.stages.common import GenerationCancelled
 from conftest import max_diff
 
 SMALL = {"prompt": "a lighthouse", "seed": 7, "width": 64, "height": 64, "steps": 20}

@@ -11,15 +11,15 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from cofounder_agent.contract.checks import GenerationCancelled, checked_by, every_member
 from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.models import LoadedModels, load_models
 from cofounder_agent.engine.stage_runner import StageRunner
-from cofounder_agent.engine.stages.common import GenerationCancelled, checked_by, every_member
 from cofounder_agent.engine.stages.decode import decode_batch
 from cofounder_agent.engine.stages.encode import encode_image
 from cofounder_agent.engine.stages.face import Face, restore_faces
 from cofounder_agent.engine.stages.upscale import process_tiles
-from cofounder_agent.schemas.stages import UpscaleStage
+from cofounder_agent.stages import UpscaleStage
 
 PARAMS = GenerationParams(prompt="a harbour", seed=5, width=64, height=64, steps=4)
 

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from cofounder_agent.contract.checks import GenerationCancelled
+from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams
-from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.resolve import resolve_recipe
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.services.image_service import ImageService

@@ -23,7 +23,7 @@ from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.models import LoadedModels, load_models
 from cofounder_agent.engine.stage_runner import StageRunner
 from cofounder_agent.engine.stages.face import CROP, TEMPLATE_EYES, Face, detect_faces, restore_faces
-from cofounder_agent.schemas.stages import FaceRestoreStage
+from cofounder_agent.stages import FaceRestoreStage
 from conftest import LIMIT_S, make_settings, running_server, wait_ready
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from cofounder_agent.config import Settings
+from cofounder_agent.contract.checks import StepCallback
+from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams, GenerationResult
-from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.stages.common import StepCallback
+from cofounder_agent.contract.stage import StageOutput, StageSpec
 from cofounder_agent.jobs.bus import Delivered, LocalEventBus, Subscription
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.recipe_book import RecipeBook
@@ -24,21 +25,12 @@ from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker, build_worker
 from cofounder_agent.schemas.jobs import JobCreate
-from cofounder_agent.schemas.stages import Stage
 from cofounder_agent.services.image_service import EngineStatus
 from cofounder_agent.storage import ImageStore
 from conftest import LIMIT_S, make_settings
 
 BASE: dict[str, Any] = {"prompt": "a kite", "width": 64, "height": 64, "steps": 4, "refiner": {"mode": "none"}}
 TWO_STAGES = [{"type": "refine", "strength": 0.5, "steps": 4}, {"type": "upscale", "factor": 2}]
-
-
-@dataclass
-class FakeStageOutput:
-    image: Image.Image
-    passes: list[Image.Image] = field(default_factory=list)
-    variations: list[Image.Image] = field(default_factory=list)
-    record: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeEngine:
@@ -81,20 +73,20 @@ class FakeEngine:
 
     async def run_stage(
         self,
-        spec: Stage,
+        spec: StageSpec,
         image: Image.Image,
         params: GenerationParams,
         index: int,
         on_step: StepCallback | None = None,
         inputs: Mapping[str, Image.Image | None] | None = None,
         control: JobControl | None = None,
-    ) -> FakeStageOutput:
+    ) -> StageOutput:
         await self._steps(spec.type, 2, on_step, control)
         if spec.type == self.fail_stage:
             raise RuntimeError(f"{spec.type} broke")
         scale = 2 if spec.type == "upscale" else 1
         out = image.resize((image.width * scale, image.height * scale))
-        return FakeStageOutput(out, record={"spec": spec.model_dump(), "outcome": "ok", "seconds": 0.01})
+        return StageOutput(out, record={"spec": spec.model_dump(), "outcome": "ok", "seconds": 0.01})
 
 
 @dataclass

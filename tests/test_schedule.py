@@ -11,7 +11,7 @@ from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import load_models
 from cofounder_agent.jobs.resolve import denoising_steps
-from cofounder_agent.schemas.stages import RefineStage
+from cofounder_agent.stages import RefineStage
 from conftest import wait_job
 
 SMALL: dict[str, Any] = {"prompt": "a castle", "width": 64, "height": 64}

@@ -13,11 +13,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cofounder_agent.contract import schedule
+from cofounder_agent.contract.checks import StepCallback
 from cofounder_agent.contract.params import SCHEDULER_NAMES, GenerationParams, LoadOptions, SchedulerName
 from cofounder_agent.engine.models import LoadedModels, load_models
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.base import run_base
-from cofounder_agent.engine.stages.common import StepCallback
 from cofounder_agent.engine.stages.refine import run_refiner
 from cofounder_agent.engine.views import pipeline_view
 

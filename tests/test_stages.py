@@ -19,7 +19,7 @@ from cofounder_agent.engine.stages.img2img import RefinePass, refine_image
 from cofounder_agent.engine.stages.quality import quality
 from cofounder_agent.engine.stages.upscale import process_tiles, tiles
 from cofounder_agent.engine.views import pipeline_view
-from cofounder_agent.schemas.stages import (
+from cofounder_agent.stages import (
     AdaptiveStage,
     InpaintStage,
     ProgressiveStage,

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.models import LoadedModels, load_models
 from cofounder_agent.engine.stage_runner import StageRunner
-from cofounder_agent.schemas.stages import UpscaleStage
+from cofounder_agent.stages import UpscaleStage
 
 PARAMS = GenerationParams(prompt="a harbour", seed=5, width=64, height=64, steps=20)
 

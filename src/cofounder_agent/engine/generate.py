@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
+from cofounder_agent.contract.checks import GenerationCancelled, StepCallback, fan_out
 from cofounder_agent.contract.params import GenerationParams, GenerationResult, StageRecord, batch_key
 from cofounder_agent.engine.models import LoadedModels
 from cofounder_agent.engine.schedulers import build_scheduler
 from cofounder_agent.engine.stages.base import run_base
-from cofounder_agent.engine.stages.common import GenerationCancelled, StepCallback, fan_out
 from cofounder_agent.engine.stages.decode import decode_batch
 from cofounder_agent.engine.stages.refine import run_refiner
 from cofounder_agent.engine.views import pipeline_view

@@ -12,9 +12,9 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 from huggingface_hub import try_to_load_from_cache
 
+from cofounder_agent.contract.checks import checkpoint
 from cofounder_agent.contract.params import LoadOptions, Precision
 from cofounder_agent.engine.device import DTYPES, DeviceInfo, choose_precision, detect_device
-from cofounder_agent.engine.stages.common import checkpoint
 from cofounder_agent.engine.tiny import build_tiny
 
 log = logging.getLogger(__name__)

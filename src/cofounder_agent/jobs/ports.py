@@ -15,12 +15,12 @@ from cofounder_agent.contract.params import GenerationParams, GenerationResult
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from cofounder_agent.engine.control import JobControl
-    from cofounder_agent.engine.stages.common import StepCallback
+    from cofounder_agent.contract.checks import StepCallback
+    from cofounder_agent.contract.control import JobControl
+    from cofounder_agent.contract.stage import StageOutput, StageSpec
     from cofounder_agent.jobs.bus import Subscription
     from cofounder_agent.jobs.events import JobEvent, Progress
     from cofounder_agent.jobs.tables import JobRow
-    from cofounder_agent.schemas.stages import Stage
     from cofounder_agent.services.image_service import EngineStatus
     from cofounder_agent.storage import StoredImage
 
@@ -79,15 +79,6 @@ class BlobStore(Protocol):
     def ids(self) -> set[str]: ...
 
 
-class StageResult(Protocol):
-    """A stage's picture, its passes, its variations and its record (the engine's StageOutput)."""
-
-    image: Image
-    passes: list[Image]
-    variations: list[Image]
-    record: dict[str, Any]
-
-
 class Engine(Protocol):
     """What a worker asks of its device: generations and recipe stages, on a job's control."""
 
@@ -103,11 +94,11 @@ class Engine(Protocol):
     ) -> GenerationResult: ...
     async def run_stage(
         self,
-        spec: Stage,
+        spec: StageSpec,
         image: Image,
         params: GenerationParams,
         index: int,
         on_step: StepCallback | None = None,
         inputs: Mapping[str, Image | None] | None = None,
         control: JobControl | None = None,
-    ) -> StageResult: ...
+    ) -> StageOutput: ...

@@ -7,9 +7,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cofounder_agent.contract.checks import GenerationCancelled
+from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams
-from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.stages.common import GenerationCancelled
 from cofounder_agent.jobs.events import ResultImage, StageDone, StageStarted, Started, Step
 from cofounder_agent.jobs.ports import BlobStore, Engine, JobQueue
 from cofounder_agent.jobs.progress import Live, ProgressWriter
@@ -23,7 +23,7 @@ from cofounder_agent.services.metadata import generation_metadata
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from cofounder_agent.engine.stages.common import StepCallback
+    from cofounder_agent.contract.checks import StepCallback
 
 log = logging.getLogger(__name__)
 # A stage record's headline keys, streamed in its stage_done event.

@@ -8,7 +8,7 @@ import logging
 import threading
 
 from cofounder_agent.config import Settings
-from cofounder_agent.engine.control import JobControl
+from cofounder_agent.contract.control import JobControl
 from cofounder_agent.jobs.bus import Subscription
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.events import CancelRequested

@@ -9,7 +9,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
 from cofounder_agent.contract.body import Body, Dimension, Prompt
 from cofounder_agent.contract.params import MAX_SEED, RefinerMode, SchedulerName
-from cofounder_agent.schemas.stages import Stage
+from cofounder_agent.stages import AnyStage
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -48,7 +48,7 @@ class JobCreate(Body):
         default_factory=list, max_length=16, description="refine these stored pictures instead of generating"
     )
     recipe: str | None = Field(None, description="a named recipe this job starts from (GET /v1/recipes)")
-    stages: list[Stage] = Field(
+    stages: list[AnyStage] = Field(
         default_factory=list, max_length=8, description="stages run in order on the generated picture"
     )
 
@@ -66,7 +66,7 @@ class RecipeTemplate(Body):
     num_images: int | None = Field(None, ge=1, le=8)
     priority: int | None = Field(None, ge=-10, le=10)
     keep_intermediates: bool | None = None
-    stages: list[Stage] | None = Field(None, max_length=8)
+    stages: list[AnyStage] | None = Field(None, max_length=8)
 
 
 class ImageResult(BaseModel):

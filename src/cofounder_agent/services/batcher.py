@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from cofounder_agent.contract.params import GenerationParams, GenerationResult, batch_key
 
 if TYPE_CHECKING:
-    from cofounder_agent.engine.control import JobControl
-    from cofounder_agent.engine.stages.common import StepCallback
+    from cofounder_agent.contract.checks import StepCallback
+    from cofounder_agent.contract.control import JobControl
 
 # (params, on_step, keep_base, each member's control) -> each member's result or error.
 RunBatch = Callable[

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cofounder_agent.config import Settings
+from cofounder_agent.contract.checks import Check, checked_by, checkpoint, every_member
+from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams, GenerationResult, LoadOptions
-from cofounder_agent.engine.control import JobControl
-from cofounder_agent.engine.stages.common import Check, checked_by, checkpoint, every_member
 from cofounder_agent.services.batcher import Batcher
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from cofounder_agent.contract.checks import StepCallback
+    from cofounder_agent.contract.stage import StageOutput, StageSpec
     from cofounder_agent.engine.generate import TwoStageGenerator
-    from cofounder_agent.engine.stage_runner import StageOutput, StageRunner
-    from cofounder_agent.engine.stages.common import StepCallback
-    from cofounder_agent.schemas.stages import Stage
+    from cofounder_agent.engine.stage_runner import StageRunner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,7 +124,7 @@ class ImageService:
 
     async def run_stage(
         self,
-        spec: Stage,
+        spec: StageSpec,
         image: Image,
         params: GenerationParams,
         index: int,

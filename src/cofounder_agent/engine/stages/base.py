@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
+from cofounder_agent.contract.checks import StepCallback, checkpoint, step_hook
 from cofounder_agent.contract.params import GenerationParams
-from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 
 
 def negative_prompts(batch: list[GenerationParams]) -> list[str] | None:

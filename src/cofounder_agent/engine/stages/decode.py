@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from PIL.Image import Image
 
-from cofounder_agent.engine.stages.common import checkpoint
+from cofounder_agent.contract.checks import checkpoint
 
 
 def decode_latents(pipe: Any, latents: torch.Tensor) -> Image:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from PIL.Image import Image
 
-from cofounder_agent.engine.stages.common import checkpoint
+from cofounder_agent.contract.checks import checkpoint
 
 
 @torch.no_grad()

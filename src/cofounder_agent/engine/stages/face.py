@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cofounder_agent.engine.stages.common import checkpoint
+from cofounder_agent.contract.checks import checkpoint
 
 CROP = 512
 # Eye centres of the 512² FFHQ template (facexlib's five-point template, eyes only).

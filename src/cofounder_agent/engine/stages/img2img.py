@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image as PILImage
 from PIL.Image import Image
 
+from cofounder_agent.contract.checks import StepCallback, checkpoint, step_hook
 from cofounder_agent.contract.schedule import img2img_runs
-from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
+from cofounder_agent.contract.stage import RefinePass
 from cofounder_agent.engine.stages.decode import decode_batch, decode_latents
 from cofounder_agent.engine.stages.encode import encode_image
 
@@ -25,17 +25,6 @@ def fit8(image: Image) -> Image:
 def restore_size(picture: Image, size: tuple[int, int]) -> Image:
     """Back to the caller's size, so every stage returns the size it was given."""
     return picture if picture.size == size else picture.resize(size, PILImage.Resampling.LANCZOS)
-
-
-@dataclass(frozen=True)
-class RefinePass:
-    """One img2img pass: what to ask for and how far to re-noise."""
-
-    prompt: str
-    negative_prompt: str | None
-    strength: float
-    steps: int
-    guidance_scale: float
 
 
 def refine_image(

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter
 
-from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
+from cofounder_agent.contract.checks import StepCallback, checkpoint, step_hook
+from cofounder_agent.contract.stage import RefinePass
 from cofounder_agent.engine.stages.decode import decode_latents
-from cofounder_agent.engine.stages.img2img import RefinePass, fit8
+from cofounder_agent.engine.stages.img2img import fit8
 
 
 @contextlib.contextmanager
@@ -34,18 +35,6 @@ def _as_mask(mask: Image.Image) -> Image.Image:
             return rgba.getchannel("A")
         return grey
     return mask.convert("L")
-
-
-def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
-    """A mask (255 = refine) of a box, clipped to the picture."""
-    left, top, right, bottom = box
-    width, height = size
-    left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
-    if right <= left or bottom <= top:
-        raise ValueError(f"box {box} lies outside the {width}x{height} picture")
-    mask = Image.new("L", size, 0)
-    mask.paste(255, (left, top, right, bottom))
-    return mask
 
 
 def inpaint_region(

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from cofounder_agent.contract.checks import StepCallback, checkpoint, step_hook
 from cofounder_agent.contract.params import GenerationParams
 from cofounder_agent.engine.stages.base import negative_prompts
-from cofounder_agent.engine.stages.common import StepCallback, checkpoint, step_hook
 
 
 def refiner_schedule(params: GenerationParams) -> dict[str, Any]:

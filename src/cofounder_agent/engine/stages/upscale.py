@@ -1,38 +1,21 @@
-"""The upscale stage's weight-free path: Lanczos, then a low-strength img2img pass on tiles.
+"""Tiled processing: work on overlapping tiles, feathered back together.
 
-This is the "hires fix": resizing adds pixels but no detail; a gentle refiner pass over
-overlapping tiles adds detail at the new size without the memory of one huge latent. The
-tiler also drives learned upscalers (``upscaler.py``), whose tiles come back enlarged.
+The upscale stage's weight-free path (``stages/upscale.py``) is the "hires fix": resizing adds
+pixels but no detail; a gentle refiner pass over overlapping tiles adds detail at the new size
+without the memory of one huge latent. The tiler also drives learned upscalers
+(``upscaler.py``), whose tiles come back enlarged. The tiles themselves are cut by
+``contract.tiles``, which the web tier counts steps with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
-from cofounder_agent.engine.stages.common import checkpoint
-
-
-def lanczos(image: Image.Image, factor: int) -> Image.Image:
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
-
-
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Tile origins covering ``length``; the last tile is flush with the end."""
-    if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return [*starts, length - tile]
-
-
-def tiles(width: int, height: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """``(left, top, right, bottom)`` boxes of overlapping tiles covering the picture."""
-    for top in _starts(height, tile, overlap):
-        for left in _starts(width, tile, overlap):
-            yield left, top, min(left + tile, width), min(top + tile, height)
+from cofounder_agent.contract.checks import checkpoint
+from cofounder_agent.contract.tiles import tiles
 
 
 def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Literal
 
-from cofounder_agent.engine.stages.common import EngineTimeExceeded, GenerationCancelled, StepCallback
+from cofounder_agent.contract.checks import EngineTimeExceeded, GenerationCancelled, StepCallback
 
 StopReason = Literal["cancelled", "timed_out"]
 

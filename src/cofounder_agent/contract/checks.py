@@ -1,4 +1,4 @@
-"""What every stage shares: progress reporting, cancellation, and the current job's check."""
+"""What every stage shares on the engine thread: progress reporting, cancellation, the current job's check."""
 
 from __future__ import annotations
 

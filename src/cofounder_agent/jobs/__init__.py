@@ -1,0 +1,1 @@
+"""The job system: queue, worker, events and stored results behind small ports."""
