@@ -61,6 +61,11 @@ class JobRunner:
     ) -> None:
         self.engine, self.files, self.recorder, self.queue, self.budget_s = engine, files, recorder, queue, budget_s
 
+    @property
+    def _made_by(self) -> str:
+        """The image rows' ``source``: which model made the pictures."""
+        return "tiny" if self.engine.status.is_tiny else "sdxl"
+
     async def run(self, job: JobRow, control: JobControl) -> JobOutcome:
         """Run ``job`` under ``control`` (its cancel flag and engine-time budget)."""
         recipe = stored_recipe(job.recipe)
@@ -124,8 +129,8 @@ class JobRunner:
         """One result: its source picture through the recipe's stages, stored with its rows."""
         source = await self._source(run, index, params)
         finals, records = await self._stages(run, source)
-        where = "tiny" if self.engine.status.is_tiny else "sdxl"
-        final_ids = await self.recorder.finals(run.job, finals, {**source.metadata, "recipe_stages": records}, where)
+        metadata = {**source.metadata, "recipe_stages": records}
+        final_ids = await self.recorder.finals(run.job, finals, metadata, self._made_by)
         await self.recorder.drop(run.job, source.transient)
         return ResultImage(
             image_id=final_ids[0],
@@ -147,9 +152,7 @@ class JobRunner:
             facts = {"seed": params.seed, "refiner_applied": False, "input_image_id": image_id}
             return _Source(picture, params, metadata, facts)
         result = await self.engine.generate(params, run.on_step, recipe.keep_intermediates, run.control)
-        status = self.engine.status
-        where = "tiny" if status.is_tiny else "sdxl"
-        metadata = {**generation_metadata(result, status), "job_id": job.id}
+        metadata = {**generation_metadata(result, self.engine.status), "job_id": job.id}
         facts = {
             "seed": result.params.seed,
             "refiner_applied": result.refiner_applied,
@@ -159,10 +162,12 @@ class JobRunner:
         }
         source = _Source(result.image, result.params, metadata, facts)
         for stage, picture in result.intermediates:
-            source.intermediate_ids.append(await self.recorder.intermediate(job, picture, metadata, stage, where))
+            source.intermediate_ids.append(
+                await self.recorder.intermediate(job, picture, metadata, stage, self._made_by)
+            )
         if recipe.stages and (recipe.keep_intermediates or recipe.stream_intermediates):
             # What the two-stage generation made (base, then refiner if one ran): the stages' input.
-            generated = await self.recorder.intermediate(job, result.image, metadata, "generated", where)
+            generated = await self.recorder.intermediate(job, result.image, metadata, "generated", self._made_by)
             (source.intermediate_ids if recipe.keep_intermediates else source.transient).append(generated)
         return source
 
@@ -172,7 +177,6 @@ class JobRunner:
         Returns the final pictures: one, or each variation of a closing variations stage.
         """
         job, recipe, image = run.job, run.recipe, source.picture
-        where = "tiny" if self.engine.status.is_tiny else "sdxl"
         records: list[dict[str, Any]] = []
         # Streaming: each stage's pictures are stored and announced, then dropped once the
         # next stage succeeds (the seed's memory-efficient pipeline); the caller drops the last.
@@ -193,7 +197,7 @@ class JobRunner:
                     pictures = [(spec.type, out.image)]
                 for label, picture in pictures:
                     done = {**source.metadata, "recipe_stages": list(records)}
-                    kept = await self.recorder.intermediate(job, picture, done, label, where)
+                    kept = await self.recorder.intermediate(job, picture, done, label, self._made_by)
                     (source.transient if streaming else source.intermediate_ids).append(kept)
             brief = {key: out.record[key] for key in BRIEF if key in out.record}
             self.recorder.publish(StageDone(job_id=job.id, index=index, stage=spec.type, **brief))
