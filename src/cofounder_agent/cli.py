@@ -173,6 +173,7 @@ def _cli_recipe(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> None:
+    from cofounder_agent.contract.stage import StageReport
     from cofounder_agent.jobs.resolve import job_params
     from cofounder_agent.services.image_service import ImageService
     from cofounder_agent.services.metadata import generation_metadata
@@ -191,9 +192,10 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> None:
             for index, spec in enumerate(recipe.stages):  # the seed's application: refine, upscale, ...
                 out = await service.run_stage(spec, pictures[0], params, index)
                 pictures = out.variations or [out.image]
-                records.append(out.record)
-                if out.record["outcome"] != "ok":
-                    print(f"warning: {spec.type} not applied: {out.record['detail']}", file=sys.stderr)
+                record = out.record or StageReport(index=index, spec=spec.model_dump())
+                records.append(record.model_dump(mode="json"))
+                if record.outcome != "ok":
+                    print(f"warning: {spec.type} not applied: {record.detail}", file=sys.stderr)
             metadata = {**generation_metadata(result, service.status), "recipe_stages": records}
             for number, picture in enumerate(pictures):
                 suffix = f"-{number + 1}" if len(pictures) > 1 else ""

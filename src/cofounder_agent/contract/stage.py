@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
 from cofounder_agent.contract.body import Body
 from cofounder_agent.contract.errors import InvalidField
 from cofounder_agent.contract.schedule import img2img_steps, min_strength
@@ -41,6 +43,38 @@ class RefinePass:
     guidance_scale: float
 
 
+class StageReport(BaseModel):
+    """What one run of a recipe stage did: kept in the job's results and in each picture's metadata.
+
+    It holds only what the run set (its serializer drops the rest), so a record says what
+    happened and nothing more: an adaptive stage has scores, a face stage counts faces. A
+    plugin stage's own facts (``ops.note``) are kept as extra keys.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    spec: dict[str, Any]
+    outcome: Literal["ok", "fallback", "skipped"] = "ok"
+    detail: str | None = Field(None, description="why it fell back or was skipped")
+    seconds: float | None = None
+    size: list[int] | None = Field(None, description="the picture it gave: width, height")
+    model_used: str | None = Field(None, description="set when the UNet asked for was not loaded")
+    upscaler_scale: int | None = Field(None, description="a learned upscaler's native scale")
+    faces: int | None = None
+    eyes_found: int | None = None
+    scores: list[float] | None = Field(None, description="adaptive: the quality score before and after each pass")
+    passes: int | None = None
+    threshold_met: bool | None = None
+
+    # No return annotation: the document keeps the record's own schema, not a bare object.
+    @model_serializer(mode="wrap")
+    def _what_was_set(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data: dict[str, Any] = handler(self)
+        kept = self.model_fields_set | set(self.model_extra or ())
+        return {key: value for key, value in data.items() if key in kept}
+
+
 @dataclass
 class StageOutput:
     """A stage's picture, its passes (multi-pass stages) and its record for the metadata."""
@@ -48,7 +82,7 @@ class StageOutput:
     image: Image
     passes: list[Image] = field(default_factory=list)
     variations: list[Image] = field(default_factory=list)  # final pictures of a variations stage
-    record: dict[str, Any] = field(default_factory=dict)
+    record: StageReport | None = None  # set by the engine once the run ends
 
 
 @dataclass(frozen=True)

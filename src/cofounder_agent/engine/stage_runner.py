@@ -25,6 +25,7 @@ from cofounder_agent.contract.stage import (
     LoadedUpscaler,
     RefinePass,
     StageOutput,
+    StageReport,
     StageSpec,
     UNet,
 )
@@ -51,7 +52,7 @@ class EngineOps:
         params: GenerationParams,
         generator: torch.Generator,
         on_step: StepCallback | None,
-        record: dict[str, Any],
+        record: StageReport,
     ) -> None:
         self.models, self.models_dir, self.params = models, models_dir, params
         self.generator, self.on_step, self.record = generator, on_step, record
@@ -67,7 +68,8 @@ class EngineOps:
         return self._pipes[model, cls]
 
     def note(self, **facts: object) -> None:
-        self.record.update(facts)
+        for name, value in facts.items():
+            setattr(self.record, name, value)
 
     def refine(self, image: Image, ask: RefinePass, *, model: UNet, stage: str) -> Image:
         return refine_image(self._pipe(model), image, ask, self.generator, stage=stage, on_step=self.on_step)
@@ -127,9 +129,9 @@ class StageRunner:
         start = time.perf_counter()
         # Each stage draws from its own generator: reproducible, and independent of the others.
         generator = torch.Generator("cpu").manual_seed((params.seed + 7919 * (index + 1)) % (MAX_SEED + 1))
-        record: dict[str, Any] = {"index": index, "spec": spec.model_dump(), "outcome": "ok", "detail": None}
+        record = StageReport(index=index, spec=spec.model_dump(), outcome="ok", detail=None)
         if getattr(spec, "model", None) == "refiner" and self.models.refiner is None:
-            record["model_used"] = "base (no refiner is loaded)"
+            record.model_used = "base (no refiner is loaded)"
         ops = EngineOps(self.models, self.models_dir, params, generator, on_step, record)
         try:
             output = spec.run(ops, image, params, inputs or {})
@@ -137,9 +139,9 @@ class StageRunner:
             raise
         except Exception as exc:  # the seed's behaviour, made explicit: keep the input, say why
             log.warning("stage %s (%s) failed, keeping its input: %s", index, spec.type, exc)
-            record.update(outcome="fallback", detail=f"{type(exc).__name__}: {exc}")
+            record.outcome, record.detail = "fallback", f"{type(exc).__name__}: {exc}"
             output = StageOutput(image=image)
-        record["seconds"] = round(time.perf_counter() - start, 4)
-        record["size"] = list(output.image.size)
+        record.seconds = round(time.perf_counter() - start, 4)
+        record.size = list(output.image.size)
         output.record = record
         return output

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, Field
 
+from cofounder_agent.contract.stage import StageReport
+
 if TYPE_CHECKING:
     from cofounder_agent.jobs.tables import JobRow
 
@@ -122,7 +124,7 @@ class ResultImage(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     stages: list[dict[str, Any]] = Field(default_factory=list)
     input_image_id: str | None = None
-    recipe_stages: list[dict[str, Any]]
+    recipe_stages: list[StageReport]
 
     def stored(self) -> dict[str, Any]:
         """The result as the job row's JSON keeps it."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cofounder_agent.contract.checks import GenerationCancelled
 from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams
+from cofounder_agent.contract.stage import StageReport
 from cofounder_agent.jobs.events import ResultImage, StageDone, StageStarted, Started, Step
 from cofounder_agent.jobs.ports import BlobStore, Engine, JobQueue
 from cofounder_agent.jobs.progress import Live, ProgressWriter
@@ -129,7 +130,7 @@ class JobRunner:
         """One result: its source picture through the recipe's stages, stored with its rows."""
         source = await self._source(run, index, params)
         finals, records = await self._stages(run, source)
-        metadata = {**source.metadata, "recipe_stages": records}
+        metadata = {**source.metadata, "recipe_stages": _dumped(records)}
         final_ids = await self.recorder.finals(run.job, finals, metadata, self._made_by)
         await self.recorder.drop(run.job, source.transient)
         return ResultImage(
@@ -171,13 +172,13 @@ class JobRunner:
             (source.intermediate_ids if recipe.keep_intermediates else source.transient).append(generated)
         return source
 
-    async def _stages(self, run: _Run, source: _Source) -> tuple[list[Image], list[dict[str, Any]]]:
+    async def _stages(self, run: _Run, source: _Source) -> tuple[list[Image], list[StageReport]]:
         """Each stage in turn; keeps each stage's pictures but the last when asked to.
 
         Returns the final pictures: one, or each variation of a closing variations stage.
         """
         job, recipe, image = run.job, run.recipe, source.picture
-        records: list[dict[str, Any]] = []
+        records: list[StageReport] = []
         # Streaming: each stage's pictures are stored and announced, then dropped once the
         # next stage succeeds (the seed's memory-efficient pipeline); the caller drops the last.
         streaming = recipe.stream_intermediates and not recipe.keep_intermediates
@@ -187,21 +188,27 @@ class JobRunner:
                 for name, image_id in spec.image_inputs().items()
             }
             out = await self.engine.run_stage(spec, image, source.params, index, run.on_step, inputs, run.control)
-            records.append(out.record)
+            record = out.record or StageReport(index=index, spec=spec.model_dump())
+            records.append(record)
             last = index == len(recipe.stages) - 1
-            if streaming and out.record["outcome"] != "fallback":
+            if streaming and record.outcome != "fallback":
                 await self.recorder.drop(job, source.transient)
             if recipe.keep_intermediates or streaming:  # every pass of a multi-pass stage; one picture unless last
                 pictures = [(f"{spec.type}.{n}", p) for n, p in enumerate(out.passes, 1)]
                 if not pictures and not last:
                     pictures = [(spec.type, out.image)]
                 for label, picture in pictures:
-                    done = {**source.metadata, "recipe_stages": list(records)}
+                    done = {**source.metadata, "recipe_stages": _dumped(records)}
                     kept = await self.recorder.intermediate(job, picture, done, label, self._made_by)
                     (source.transient if streaming else source.intermediate_ids).append(kept)
-            brief = {key: out.record[key] for key in BRIEF if key in out.record}
+            brief = {key: value for key, value in _dumped([record])[0].items() if key in BRIEF}
             self.recorder.publish(StageDone(job_id=job.id, index=index, stage=spec.type, **brief))
             image = out.image
             if out.variations:
                 return out.variations, records
         return [image], records
+
+
+def _dumped(records: list[StageReport]) -> list[dict[str, Any]]:
+    """Stage records as a picture's metadata JSON keeps them."""
+    return [record.model_dump(mode="json") for record in records]
