@@ -107,7 +107,7 @@ def test_an_identity_model_keeps_the_photograph(photo: Image.Image) -> None:
 
 def test_without_a_model_the_stage_is_skipped_saying_why(models: LoadedModels, photo: Image.Image) -> None:
     out = StageRunner(models, None).run(FaceRestoreStage(type="face_restore"), photo, PARAMS, 0)
-    assert out.record["outcome"] == "skipped" and "IMAGE_FACE_MODEL" in out.record["detail"]
+    assert out.record.outcome == "skipped" and "IMAGE_FACE_MODEL" in out.record.detail
     assert out.image is photo
 
 
@@ -115,7 +115,7 @@ def test_an_unusable_face_model_keeps_the_picture(models: LoadedModels, photo: I
     (tmp_path / "broken.safetensors").write_bytes(b"not a model")
     spec = FaceRestoreStage(type="face_restore", face_model="broken.safetensors")
     out = StageRunner(models, tmp_path).run(spec, photo, PARAMS, 0)
-    assert out.record["outcome"] == "fallback" and out.record["detail"]
+    assert out.record.outcome == "fallback" and out.record.detail
     assert out.image is photo
 
 
@@ -174,8 +174,8 @@ def test_a_face_model_restores_the_face_in_place(models: LoadedModels, photo: Im
     _restoreformer(tmp_path / "restoreformer.safetensors")
     spec = FaceRestoreStage(type="face_restore", face_model="restoreformer.safetensors", strength=1.0)
     out = StageRunner(models, tmp_path).run(spec, photo, PARAMS, 0)
-    assert out.record["outcome"] == "ok", out.record["detail"]
-    assert out.record["faces"] == 1 and out.image.size == photo.size
+    assert out.record.outcome == "ok", out.record.detail
+    assert out.record.faces == 1 and out.image.size == photo.size
     after, before = np.asarray(out.image).astype(int), np.asarray(photo).astype(int)
     outside = ~_footprint(detect_faces(photo)[0], photo.size)
     assert np.array_equal(after[outside], before[outside]) and np.abs(after - before).max() > 10
@@ -188,7 +188,7 @@ def test_an_upscaler_is_not_a_face_model(models: LoadedModels, photo: Image.Imag
     save_file(upscaler.state_dict(), str(tmp_path / "x2.safetensors"))
     spec = FaceRestoreStage(type="face_restore", face_model="x2.safetensors")
     out = StageRunner(models, tmp_path).run(spec, photo, PARAMS, 0)
-    assert out.record["outcome"] == "fallback" and "not a face restoration model" in out.record["detail"]
+    assert out.record.outcome == "fallback" and "not a face restoration model" in out.record.detail
 
 
 @pytest.mark.slow
@@ -201,5 +201,5 @@ def test_a_full_size_gfpgan_file_runs(models: LoadedModels, photo: Image.Image, 
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "gfpgan.safetensors"))
     spec = FaceRestoreStage(type="face_restore", face_model="gfpgan.safetensors")
     out = StageRunner(models, tmp_path).run(spec, photo, PARAMS, 0)
-    assert out.record["outcome"] == "ok", out.record["detail"]
-    assert out.record["faces"] == 1 and out.image.size == photo.size
+    assert out.record.outcome == "ok", out.record.detail
+    assert out.record.faces == 1 and out.image.size == photo.size

@@ -16,7 +16,7 @@ from cofounder_agent.config import Settings
 from cofounder_agent.contract.checks import StepCallback
 from cofounder_agent.contract.control import JobControl
 from cofounder_agent.contract.params import GenerationParams, GenerationResult
-from cofounder_agent.contract.stage import StageOutput, StageSpec
+from cofounder_agent.contract.stage import StageOutput, StageReport, StageSpec
 from cofounder_agent.jobs.bus import Delivered, LocalEventBus, Subscription
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.recipe_book import RecipeBook
@@ -86,7 +86,7 @@ class FakeEngine:
             raise RuntimeError(f"{spec.type} broke")
         scale = 2 if spec.type == "upscale" else 1
         out = image.resize((image.width * scale, image.height * scale))
-        return StageOutput(out, record={"spec": spec.model_dump(), "outcome": "ok", "seconds": 0.01})
+        return StageOutput(out, record=StageReport(index=index, spec=spec.model_dump(), outcome="ok", seconds=0.01))
 
 
 @dataclass

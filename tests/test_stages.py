@@ -86,15 +86,15 @@ def test_quality_ranks_clean_above_blurred_and_noisy() -> None:
 def test_adaptive_stops_at_the_threshold_or_max_passes(models: LoadedModels) -> None:
     runner = StageRunner(models)
     easy = runner.run(AdaptiveStage(type="adaptive", threshold=0.0, steps=10), natural(64), PARAMS, 0)
-    assert easy.record["passes"] == 0 and easy.record["threshold_met"] and easy.passes == []
+    assert easy.record.passes == 0 and easy.record.threshold_met and easy.passes == []
     hard = runner.run(AdaptiveStage(type="adaptive", threshold=1.0, max_passes=2, steps=10), natural(64), PARAMS, 0)
-    assert hard.record["passes"] == 2 and not hard.record["threshold_met"] and len(hard.passes) == 2
-    assert len(hard.record["scores"]) == 3  # before, and after each pass
+    assert hard.record.passes == 2 and not hard.record.threshold_met and len(hard.passes) == 2
+    assert len(hard.record.scores) == 3  # before, and after each pass
 
 
 def test_progressive_makes_one_picture_per_strength(models: LoadedModels, picture: Image.Image) -> None:
     out = StageRunner(models).run(ProgressiveStage(type="progressive", strengths=[0.5, 0.3, 0.15]), picture, PARAMS, 0)
-    assert out.record["outcome"] == "ok" and len(out.passes) == 3 and out.image is out.passes[-1]
+    assert out.record.outcome == "ok" and len(out.passes) == 3 and out.image is out.passes[-1]
     changes = [max_diff(before, after) for before, after in zip([picture, *out.passes], out.passes, strict=False)]
     assert all(change > 0 for change in changes)
 
@@ -103,7 +103,7 @@ def test_progressive_makes_one_picture_per_strength(models: LoadedModels, pictur
 def test_upscale_fallback_enlarges_without_a_model(models: LoadedModels, picture: Image.Image, factor: int) -> None:
     spec = UpscaleStage(type="upscale", factor=factor, tile=128, overlap=32, steps=10, strength=0.2)  # type: ignore[arg-type]
     out = StageRunner(models).run(spec, picture, PARAMS, 0)
-    assert out.record["outcome"] == "ok" and out.image.size == (64 * factor, 64 * factor)
+    assert out.record.outcome == "ok" and out.image.size == (64 * factor, 64 * factor)
 
 
 def test_tiles_cover_the_picture_and_blend_back_exactly() -> None:
@@ -124,15 +124,15 @@ def test_a_failing_stage_keeps_its_input_and_says_why(
 
     monkeypatch.setattr(recipe_module, "refine_image", out_of_memory)
     out = StageRunner(models).run(RefineStage(type="refine"), picture, PARAMS, 0)
-    assert out.image is picture and out.record["outcome"] == "fallback"
-    assert out.record["detail"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert out.image is picture and out.record.outcome == "fallback"
+    assert out.record.detail == "RuntimeError: CUDA out of memory (simulated)"
 
 
 def test_inpaint_changes_the_region_and_nothing_beyond_its_border(models: LoadedModels, picture: Image.Image) -> None:
     big = picture.resize((128, 128))
     spec = InpaintStage(type="inpaint", box=(32, 32, 96, 96), detail="high", feather=4)
     out = StageRunner(models).run(spec, big, PARAMS, 0)
-    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert out.record.outcome == "ok", out.record.detail
     diff = np.abs(np.asarray(out.image, dtype=np.int16) - np.asarray(big, dtype=np.int16)).max(axis=2)
     assert diff[40:88, 40:88].mean() > 5  # inside: refined
     border = 3 * 4  # a Gaussian feather of radius 4 reaches about 3 radii out
@@ -146,7 +146,7 @@ def test_inpaint_keeps_the_shared_vae_in_its_precision(tiny_dirs: tuple[Path, Pa
     assert half.vae_dtype == "float32"
     spec = InpaintStage(type="inpaint", box=(8, 8, 40, 40), detail="low")
     out = StageRunner(half).run(spec, Image.new("RGB", (64, 64), (90, 120, 150)), PARAMS, 0)
-    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert out.record.outcome == "ok", out.record.detail
     assert str(half.base.vae.dtype) == "torch.float32"  # the pipeline cast it down; the stage put it back
 
 
@@ -154,7 +154,7 @@ def test_variations_refine_one_picture_under_each_prompt(models: LoadedModels, p
     prompts = ["a red boat", "a stone bridge at night", "snowy mountains"]
     spec = VariationsStage(type="variations", prompts=prompts, strength=0.6, steps=10)
     out = StageRunner(models).run(spec, picture, PARAMS, 0)
-    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert out.record.outcome == "ok", out.record.detail
     assert len(out.variations) == 3 and all(v.size == picture.size for v in out.variations)
     assert max_diff(out.variations[0], out.variations[1]) > 2 and max_diff(out.variations[1], out.variations[2]) > 2
 
@@ -163,9 +163,9 @@ def test_odd_sized_pictures_keep_their_size(models: LoadedModels) -> None:
     odd = natural(128).crop((0, 0, 101, 75))
     runner = StageRunner(models)
     refined = runner.run(RefineStage(type="refine", strength=0.5, steps=10), odd, PARAMS, 0)
-    assert refined.record["outcome"] == "ok" and refined.image.size == (101, 75)
+    assert refined.record.outcome == "ok" and refined.image.size == (101, 75)
     painted = runner.run(InpaintStage(type="inpaint", box=(10, 10, 60, 50), detail="low"), odd, PARAMS, 0)
-    assert painted.record["outcome"] == "ok", painted.record["detail"]
+    assert painted.record.outcome == "ok", painted.record.detail
     assert painted.image.size == (101, 75)
 
 
@@ -174,14 +174,14 @@ def test_adaptive_refines_until_the_score_is_met(models: LoadedModels, monkeypat
     monkeypatch.setattr(recipe_module, "quality", lambda image: next(scores))
     out = StageRunner(models).run(AdaptiveStage(type="adaptive", threshold=0.8, steps=10), natural(64), PARAMS, 0)
     # One pass at strength min(0.5, 0.8 x (0.8 - 0.3)) = 0.4, then the score clears the threshold.
-    assert out.record["passes"] == 1 and out.record["scores"] == [0.3, 0.9] and out.record["threshold_met"]
+    assert out.record.passes == 1 and out.record.scores == [0.3, 0.9] and out.record.threshold_met
 
 
 def test_adaptive_with_one_step_still_runs(models: LoadedModels) -> None:
     out = StageRunner(models).run(
         AdaptiveStage(type="adaptive", threshold=1.0, max_passes=1, steps=1), natural(64), PARAMS, 0
     )
-    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert out.record.outcome == "ok", out.record.detail
 
 
 def test_a_mask_painted_in_alpha_is_read_from_alpha(models: LoadedModels, picture: Image.Image) -> None:
@@ -189,6 +189,6 @@ def test_a_mask_painted_in_alpha_is_read_from_alpha(models: LoadedModels, pictur
     mask.paste((0, 0, 0, 255), (16, 16, 48, 48))
     spec = InpaintStage(type="inpaint", mask_image_id="0" * 32, detail="low", feather=0)
     out = StageRunner(models).run(spec, picture, PARAMS, 0, inputs={"mask_image_id": mask})
-    assert out.record["outcome"] == "ok", out.record["detail"]
+    assert out.record.outcome == "ok", out.record.detail
     diff = np.abs(np.asarray(out.image, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2)
     assert diff[20:44, 20:44].mean() > 2 and diff[:12].max() == 0

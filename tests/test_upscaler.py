@@ -39,8 +39,8 @@ def test_spandrel_model_upscales_by_its_scale(models: LoadedModels, tmp_path: Pa
     _esrgan(tmp_path / f"esrgan-x{scale}.safetensors", scale)
     spec = UpscaleStage(type="upscale", factor=scale, upscaler=f"esrgan-x{scale}.safetensors", tile=64, overlap=16)  # type: ignore[arg-type]
     out = StageRunner(models, tmp_path).run(spec, _picture(), PARAMS, 0)
-    assert out.record["outcome"] == "ok", out.record["detail"]
-    assert out.record["upscaler_scale"] == scale and out.image.size == (150 * scale, 100 * scale)
+    assert out.record.outcome == "ok", out.record.detail
+    assert out.record.upscaler_scale == scale and out.image.size == (150 * scale, 100 * scale)
 
 
 def test_a_x4_model_fits_a_x2_request(models: LoadedModels, tmp_path: Path) -> None:
@@ -56,8 +56,8 @@ def test_corrupt_or_unusable_upscaler_keeps_the_picture(models: LoadedModels, tm
     out = StageRunner(models, tmp_path).run(
         UpscaleStage(type="upscale", upscaler="broken.safetensors"), picture, PARAMS, 0
     )
-    assert out.image is picture and out.record["outcome"] == "fallback"
-    assert "Error" in out.record["detail"]
+    assert out.image is picture and out.record.outcome == "fallback"
+    assert "Error" in out.record.detail
 
 
 def test_upscaler_names_never_reach_outside_the_models_dir(models: LoadedModels, tmp_path: Path) -> None:

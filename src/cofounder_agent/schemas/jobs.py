@@ -9,7 +9,6 @@ from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
 from cofounder_agent.contract.body import Body, Dimension, Prompt
 from cofounder_agent.contract.params import MAX_SEED, RefinerMode, SchedulerName
-from cofounder_agent.contract.stage import StageReport
 from cofounder_agent.stages import AnyStage
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -81,7 +80,8 @@ class ImageResult(BaseModel):
     refiner_applied: bool
     refiner_fallback_reason: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
-    recipe_stages: list[StageReport] = Field(
+    # Plain objects, not contract.stage.StageReport: SDK users index them (record["outcome"]).
+    recipe_stages: list[dict[str, Any]] = Field(
         default_factory=list, description="each stage's spec, outcome (ok|fallback|skipped), reason, timing, scores"
     )
 
