@@ -17,7 +17,6 @@ from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
-from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import build_worker
 from cofounder_agent.middleware import (
     ApiKeyMiddleware,
@@ -34,7 +33,7 @@ from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.metrics import Metrics
 from cofounder_agent.services.pexels import PexelsClient
-from cofounder_agent.services.webhooks import WebhookSender
+from cofounder_agent.services.webhooks import JobWebhooks, WebhookSender
 from cofounder_agent.storage import ImageStore
 
 log = logging.getLogger(__name__)
@@ -77,12 +76,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         webhooks = WebhookSender(hooks_http, settings.image_webhook_secret, settings.image_webhook_attempts)
         app.state.metrics = metrics = Metrics(db, image_service, in_flight)
 
-        async def notify(job: JobRow) -> None:
-            if job.callback_url:
-                body = (await job_service.public(job)).model_dump_json().encode()
-                webhooks.send_later(job.callback_url, body, job.id)
-
-        ending.hooks.extend([metrics.on_finish, notify])
+        ending.hooks.extend([metrics.on_finish, JobWebhooks(webhooks, job_service).on_finish])
 
         # 3. Jobs a crash left running are queued again (once); queued jobs simply wait. What
         #    their interrupted attempts stored goes, and so do image files without a row.

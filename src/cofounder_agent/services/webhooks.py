@@ -7,11 +7,16 @@ import hashlib
 import hmac
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
 
 from cofounder_agent.services.egress import EgressRefused, check_shape
+
+if TYPE_CHECKING:
+    from cofounder_agent.jobs.service import JobService
+    from cofounder_agent.jobs.tables import JobRow
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Cofounder-Signature"
@@ -77,3 +82,15 @@ def _origin(url: str) -> str:
         return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
     except (httpx.InvalidURL, ValueError, TypeError):
         return "(an invalid URL)"
+
+
+class JobWebhooks:
+    """The finish hook that sends a job's webhook: its final JSON, as GET /v1/jobs/{id} gives it."""
+
+    def __init__(self, sender: WebhookSender, jobs: JobService) -> None:
+        self.sender, self.jobs = sender, jobs
+
+    async def on_finish(self, job: JobRow) -> None:
+        if job.callback_url:
+            body = (await self.jobs.public(job)).model_dump_json().encode()
+            self.sender.send_later(job.callback_url, body, job.id)
