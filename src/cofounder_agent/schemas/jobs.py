@@ -25,7 +25,7 @@ class RefinerSpec(Body):
 
 
 class JobCreate(Body):
-    """A generation recipe. Omitted options take the server's defaults when the job is queued."""
+    """A job body: what to generate and the stages to run on it; omitted options take the server's defaults."""
 
     prompt: Prompt
     negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
