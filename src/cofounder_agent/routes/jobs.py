@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import WithJsonSchema
 
 from cofounder_agent.deps import GalleryDep, JobServiceDep
 from cofounder_agent.jobs.tables import JobRow
@@ -83,7 +84,10 @@ async def delete_intermediates(job_id: str, jobs: JobServiceDep, gallery: Galler
 async def job_events(
     job: Annotated[JobRow, Depends(_job)],
     jobs: JobServiceDep,
-    last_event_id: Annotated[int | None, Header(ge=0, le=2**53)] = None,
+    # Documented as what it is when sent, an integer: "null" is not an event id (a 422 too).
+    last_event_id: Annotated[
+        int | None, Header(ge=0, le=2**53), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**53})
+    ] = None,
 ) -> AsyncIterable[ServerSentEvent]:
     """Server-sent events: queued, started, step, image, then succeeded/failed/cancelled.
 
