@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.checks import Check, checked_by, checkpoint, every_member
 from cofounder_agent.contract.control import JobControl
+from cofounder_agent.contract.errors import Unavailable
 from cofounder_agent.contract.params import GenerationParams, GenerationResult, LoadOptions
 from cofounder_agent.services.batcher import Batcher
 
@@ -36,7 +37,7 @@ T = TypeVar("T")
 State = Literal["idle", "loading", "ready", "failed"]
 
 
-class ModelNotReady(RuntimeError):
+class ModelNotReady(Unavailable):
     """Generation was asked for before the models finished loading (or after they failed)."""
 
 
@@ -143,7 +144,7 @@ class ImageService:
 
     def _loaded(self) -> TwoStageGenerator:
         if self._generator is None:
-            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})")
+            raise ModelNotReady(f"the image model is not ready ({self._describe_state()})", code="not_ready")
         return self._generator
 
     async def _on_engine(self, controls: list[JobControl | None], fn: Callable[..., T], *args: Any) -> T:
