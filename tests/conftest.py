@@ -176,3 +176,20 @@ def receiver() -> Iterator[Receiver]:
     thread.start()
     yield server
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """One real PostgreSQL server for the whole session (tests/postgres.py)."""
+    from postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> str:
+    """A fresh database on the session's PostgreSQL server, as a SQLAlchemy asyncpg URL."""
+    from postgres import create_database
+
+    return create_database(postgres_admin_url)
