@@ -47,6 +47,7 @@ async def test_a_data_dir_from_before_the_job_columns_keeps_working(tmp_path: Pa
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # the jobs table as older versions made it
         for column in ("batch_key", "cancel_requested", "progress"):
             db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        db.execute("DROP TABLE alembic_version")  # made before migrations
     store = Store(sqlite_url(tmp_path))
     await store.init()
     try:

@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--enhance-face", action="store_true", help="restore faces (needs IMAGE_FACE_MODEL)")
     gen.add_argument("--face-strength", type=float, default=None, help="with --enhance-face: 0..1 (0.5)")
 
+    db = sub.add_parser("db", help="the job store's schema (IMAGE_DATABASE_URL, default SQLite in the data dir)")
+    db.add_argument(
+        "action",
+        choices=("upgrade", "current"),
+        help="upgrade: migrate to the newest revision (the server also does at start); current: print the revision",
+    )
+
     export = sub.add_parser("export-tiny", help="write the built-in tiny model as diffusers folders")
     export.add_argument("directory", type=Path)
     _add_job_parsers(sub)
@@ -327,6 +334,22 @@ def _run_job_command(args: argparse.Namespace) -> int:
     return 1
 
 
+async def _db(action: str, url: str) -> int:
+    """Migrate or report the job store's schema; print the revision it is at."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cofounder_agent.migrations import current_revision, head_revision, redacted, upgrade
+
+    try:
+        revision = await upgrade(url) if action == "upgrade" else await current_revision(url)
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"error: {redacted(url)}: {exc}", file=sys.stderr)
+        return 1
+    behind = "" if revision == head_revision() else f" (newest: {head_revision()}; run: cofounder-agent db upgrade)"
+    print(f"{redacted(url)}: {revision or 'no revision (empty, or made before migrations)'}{behind}")
+    return 0
+
+
 def _settings() -> Settings:
     """The settings from the environment; a bad one stops the program with its reason, not a traceback."""
     from pydantic import ValidationError
@@ -367,6 +390,9 @@ def main(argv: list[str] | None = None) -> None:
 
         configure_logging("WARNING", None)
         run_suite(args)
+    elif args.command == "db":
+        configure_logging(settings.image_log_level, None)
+        sys.exit(asyncio.run(_db(args.action, settings.database_url)))
     elif args.command == "export-tiny":
         from cofounder_agent.engine.tiny import export_tiny
 

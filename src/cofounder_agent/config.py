@@ -7,17 +7,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from cofounder_agent.contract.params import RefinerMode, SchedulerName
 from cofounder_agent.services.egress import parse_allow_setting
 
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 EMPTY_API_KEY = "IMAGE_API_KEY is set but empty: set a key, or unset the variable to run without auth"
 
 
 class Settings(BaseSettings):
     """Every knob of the service; the environment variable is the field name in capitals."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # Errors name the setting, never its value: IMAGE_DATABASE_URL may carry a password.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     # Models (DESIGN.md §2). auto = SDXL from the local HF cache, else the built-in tiny model.
     image_model: str = "auto"
@@ -39,6 +43,10 @@ class Settings(BaseSettings):
 
     # Storage and logs.
     image_data_dir: Path = Path("data")
+    # A secret: a PostgreSQL URL carries the password (logs show it as ***).
+    image_database_url: SecretStr | None = Field(
+        None, description="the job store: postgresql+asyncpg://user:pass@host/db; default: SQLite in the data dir"
+    )
     image_models_dir: Path | None = Field(None, description="upscaler/face model files; default: <data dir>/models")
     image_face_model: str | None = Field(
         None,
@@ -104,12 +112,29 @@ class Settings(BaseSettings):
         "image_webhook_secret",
         "image_models_dir",
         "image_face_model",
+        "image_database_url",
         mode="before",
     )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # IMAGE_LOG_FILE= (empty) turns file logging off instead of naming the current directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("image_database_url")
+    @classmethod
+    def _database_driver(cls, value: SecretStr | None) -> SecretStr | None:
+        # The store is async: name the driver, so a bare postgresql:// fails here, not at start.
+        if value is None:
+            return None
+        try:
+            driver = make_url(value.get_secret_value()).drivername
+        except ArgumentError:
+            raise ValueError("not a database URL: use postgresql+asyncpg://… or sqlite+aiosqlite:///…") from None
+        if driver not in DATABASE_DRIVERS:
+            raise ValueError(
+                f"the driver {driver!r} is not supported: use postgresql+asyncpg://… or sqlite+aiosqlite:///…"
+            )
+        return value
 
     @field_validator("image_webhook_allow", mode="before")
     @classmethod
@@ -125,6 +150,13 @@ class Settings(BaseSettings):
         if isinstance(given, str) and not given.strip():
             raise ValueError(EMPTY_API_KEY)
         return value
+
+    @property
+    def database_url(self) -> str:
+        """The job store's SQLAlchemy URL: IMAGE_DATABASE_URL, else SQLite in the data dir."""
+        if self.image_database_url is not None:
+            return self.image_database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{(self.image_data_dir / 'jobs.sqlite3').resolve()}"
 
     @property
     def models_dir(self) -> Path:

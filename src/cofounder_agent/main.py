@@ -16,7 +16,7 @@ from cofounder_agent.jobs.bus import LocalEventBus
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
-from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.worker import build_worker
 from cofounder_agent.middleware import (
     ApiKeyMiddleware,
@@ -25,6 +25,7 @@ from cofounder_agent.middleware import (
     InFlight,
     InFlightMiddleware,
 )
+from cofounder_agent.migrations import redacted
 from cofounder_agent.openapi import install_openapi
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
 from cofounder_agent.services.egress import webhook_client
@@ -49,8 +50,9 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # 1. Services, built once and shared through app.state (see deps.py).
         http = httpx.AsyncClient(transport=http_transport, timeout=settings.pexels_timeout_s, follow_redirects=True)
-        db = Store(sqlite_url(settings.image_data_dir))
-        await db.init()
+        db = Store(settings.database_url)
+        log.info("job store: %s", redacted(settings.database_url))
+        await db.init()  # migrates the schema to the newest revision, one replica at a time
         files = ImageStore(settings.image_data_dir)
         image_service = ImageService(settings)
         # The ports (job store/queue, event bus, blob store): the API side and the worker side

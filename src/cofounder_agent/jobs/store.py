@@ -10,16 +10,16 @@ import logging
 import uuid
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, event, func, inspect, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.schema import CreateColumn
 
 from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
-from cofounder_agent.jobs.tables import Base, BoardRow, ImageRow, JobRow, utcnow
+from cofounder_agent.jobs.tables import BoardRow, ImageRow, JobRow, utcnow
+from cofounder_agent.migrations import upgrade
 
 if TYPE_CHECKING:
     from cofounder_agent.jobs.events import Progress
@@ -67,9 +67,8 @@ class Store(ImageRows):
         self._work = asyncio.Event()
 
     async def init(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+        """Bring the schema to the newest migration (Alembic), one process at a time."""
+        await upgrade(self.engine.url)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -356,19 +355,3 @@ class Store(ImageRows):
                     {**r, "intermediate_ids": [i for i in r.get("intermediate_ids", []) if i not in image_ids]}
                     for r in job.results
                 ]
-
-
-def _add_missing_columns(conn: Connection) -> None:
-    """Add the job columns this version brought to a data dir made by an older one.
-
-    A bridge until migrations (Alembic) arrive: ``create_all`` makes missing tables but never
-    alters existing ones. Old rows get the columns' defaults (no batch key: they run alone).
-    """
-    present = {column["name"] for column in inspect(conn).get_columns(JobRow.__tablename__)}
-    for column in cast(Table, JobRow.__table__).columns:
-        if column.name in present:
-            continue
-        ddl = CreateColumn(column).compile(dialect=conn.dialect)
-        default = " DEFAULT 0" if column.name == "cancel_requested" else ""
-        conn.exec_driver_sql(f"ALTER TABLE {JobRow.__tablename__} ADD COLUMN {ddl}{default}")
-        log.warning("added the column jobs.%s to an older database", column.name)
