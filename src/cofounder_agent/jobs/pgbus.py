@@ -151,7 +151,11 @@ class PgEventBus:
         """
         if not self._listening:
             self._listening = True
-            await self._listener.listen(EVENTS_CHANNEL, self._notified)
+            try:
+                await self._listener.listen(EVENTS_CHANNEL, self._notified)
+            except BaseException:
+                self._listening = False
+                raise
         with contextlib.suppress(TimeoutError):  # a database that is away: the replay may miss them
             async with asyncio.timeout(FLUSH_S):
                 await self.flush()  # this process's earlier events are numbered and readable
