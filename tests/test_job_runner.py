@@ -103,7 +103,7 @@ class Rig:
         view, _ = await self.service.submit(JobCreate(**body))
         job = await self.store.get_job(view.id)
         assert job is not None
-        return job, self.bus.subscribe(job.id, after=0)
+        return job, await self.bus.subscribe(job.id, after=0)
 
     async def until_end(self, subscription: Subscription) -> list[Delivered]:
         seen = list(subscription.replayed)

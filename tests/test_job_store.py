@@ -47,7 +47,8 @@ async def test_a_data_dir_from_before_the_job_columns_keeps_working(tmp_path: Pa
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # the jobs table as older versions made it
         for column in ("batch_key", "cancel_requested", "progress"):
             db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
-        db.execute("DROP TABLE alembic_version")  # made before migrations
+        for table in ("alembic_version", "counters", "job_event_seqs", "job_events"):  # made later
+            db.execute(f"DROP TABLE {table}")
     store = Store(sqlite_url(tmp_path))
     await store.init()
     try:

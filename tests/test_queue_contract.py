@@ -1,44 +1,65 @@
 """The job store/queue and event bus contract: one suite, run against every adapter.
 
-Today the in-process adapters (``Store`` on SQLite, ``LocalEventBus``); a PostgreSQL adapter
-joins by adding its name to ``ADAPTERS`` and a branch to the ``ports`` fixture.
+"in-process": ``Store`` on SQLite and ``LocalEventBus``; "postgresql": ``Store`` on a real
+PostgreSQL server and ``PgEventBus``. ``ports.replica()`` is a second API replica or worker on
+the same database (in-process: the same objects, as one process owns its SQLite file), so the
+cases about several replicas hold for both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs import bus as bus_module
 from cofounder_agent.jobs.bus import LocalEventBus
-from cofounder_agent.jobs.events import Progress, Queued, Step
+from cofounder_agent.jobs.events import CancelRequested, Progress, Queued, StageStarted, Step
+from cofounder_agent.jobs.pgbus import PgEventBus, event_bus
 from cofounder_agent.jobs.ports import EventBus, JobQueue
 from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.tables import Base
 
-ADAPTERS = ["in-process"]
+ADAPTERS = ["in-process", "postgresql"]
 
 
 @dataclass
 class Ports:
     queue: JobQueue
     bus: EventBus
+    replica: Callable[[], Awaitable[Ports]]
 
 
 @pytest.fixture(params=ADAPTERS)
 async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ports]:
-    if request.param == "in-process":
-        store = Store(sqlite_url(tmp_path))
-        await store.init()
-        try:
-            yield Ports(store, LocalEventBus())
-        finally:
+    opened: list[tuple[Store, EventBus]] = []
+
+    async def replica() -> Ports:
+        if request.param == "in-process" and opened:
+            return Ports(*opened[0], replica)  # one process owns an SQLite file
+        if request.param == "in-process":
+            store = Store(sqlite_url(tmp_path))
+            await store.init()
+        elif request.param == "postgresql":
+            store = Store(request.getfixturevalue("postgres_url"))
+            async with store.engine.begin() as conn:  # migrations create them in a deployment
+                await conn.run_sync(Base.metadata.create_all)
+        else:  # pragma: no cover - a new adapter must say how it is built
+            raise AssertionError(f"unknown adapter {request.param}")
+        opened.append((store, event_bus(store)))
+        return Ports(*opened[-1], replica)
+
+    try:
+        yield await replica()
+    finally:
+        for store, bus in opened:
+            if isinstance(bus, PgEventBus):
+                await bus.close()
             await store.close()
-    else:  # pragma: no cover - a new adapter must say how it is built
-        raise AssertionError(f"unknown adapter {request.param}")
 
 
 async def test_claims_by_priority_then_age(ports: Ports) -> None:
@@ -173,21 +194,125 @@ def _step(job_id: str, n: int) -> Step:
 
 async def test_events_are_numbered_per_job_and_replayed_after_a_number(ports: Ports) -> None:
     bus = ports.bus
-    assert [bus.publish(_step("a", n)) for n in range(1, 6)] == [1, 2, 3, 4, 5]
-    assert bus.publish(_step("b", 1)) == 1  # each job counts on its own
-    with bus.subscribe("a", after=2) as resumed, bus.subscribe("a") as fresh:
+    for n in range(1, 6):
+        bus.publish(_step("a", n))
+    bus.publish(_step("b", 1))
+    with await bus.subscribe("b", after=0) as other:  # each job counts on its own
+        assert [(d.seq, d.event) for d in other.replayed] == [(1, _step("b", 1))] and other.last_seq == 1
+    with await bus.subscribe("a", after=2) as resumed, await bus.subscribe("a") as fresh:
         assert resumed.complete and [(d.seq, d.event) for d in resumed.replayed] == [
             (n, _step("a", n)) for n in (3, 4, 5)
         ]
         assert fresh.replayed == [] and fresh.last_seq == 5
         bus.publish(Queued(job_id="a", position=0))
         for subscription in (resumed, fresh):
-            delivered = await subscription.get()
+            async with asyncio.timeout(60):
+                delivered = await subscription.get()
             assert (delivered.seq, delivered.event) == (6, Queued(job_id="a", position=0))
         assert "a" in bus.subscribed()
     assert "a" not in bus.subscribed()
-    with bus.subscribe("a", after=99) as ahead:  # a number this stream never had: not resumable
+    with await bus.subscribe("a", after=99) as ahead:  # a number this stream never had: not resumable
         assert not ahead.complete and ahead.replayed == []
+
+
+# --- several replicas on one database -------------------------------------------------------
+
+
+async def test_one_key_submitted_to_two_replicas_at_once_makes_one_job(ports: Ports) -> None:
+    other = await ports.replica()
+    queues = [ports.queue, other.queue]
+    made = await asyncio.gather(*(queues[n % 2].add_job({"n": n}, idempotency_key="twice") for n in range(10)))
+    assert len({job.id for job, _ in made}) == 1 and [new for _, new in made].count(True) == 1
+    assert await other.queue.claim_next() is not None and await ports.queue.claim_next() is None
+
+
+async def test_the_queue_limit_holds_across_replicas(ports: Ports) -> None:
+    other = await ports.replica()
+    queues = [ports.queue, other.queue]
+    made = await asyncio.gather(
+        *(queues[n % 2].add_job({"n": n}, max_queued=3) for n in range(12)), return_exceptions=True
+    )
+    assert sum(isinstance(result, QueueFull) for result in made) == 9
+    assert len({result[0].id for result in made if isinstance(result, tuple)}) == 3
+    claimed = await ports.queue.claim_next()  # a slot frees up: one more fits, then it is full again
+    assert claimed is not None
+    await other.queue.add_job({"n": 99}, max_queued=3)
+    with pytest.raises(QueueFull):
+        await ports.queue.add_job({"n": 100}, max_queued=3)
+
+
+async def test_two_replicas_claiming_at_once_never_share_a_job(ports: Ports) -> None:
+    other = await ports.replica()
+    jobs = [(await ports.queue.add_job({"n": n}, priority=n % 3))[0] for n in range(24)]
+    queues = [ports.queue, other.queue]
+    claimed = await asyncio.gather(*(queues[n % 2].claim_next() for n in range(32)))
+    ids = [job.id for job in claimed if job is not None]
+    assert sorted(ids) == sorted(job.id for job in jobs)  # every job exactly once, none twice
+    assert all(job is None or job.attempts == 1 for job in claimed)
+
+
+async def test_two_replicas_gathering_companions_never_share_one(ports: Ports) -> None:
+    other = await ports.replica()
+    first, _ = await ports.queue.add_job({"n": 0}, batch_key="k")
+    second, _ = await ports.queue.add_job({"n": 1}, batch_key="k")
+    mates = [(await ports.queue.add_job({"n": n}, batch_key="k"))[0] for n in range(2, 12)]
+    lead_a, lead_b = await ports.queue.claim_next(), await other.queue.claim_next()
+    assert lead_a is not None and lead_b is not None and {lead_a.id, lead_b.id} == {first.id, second.id}
+    found = await asyncio.gather(
+        *(q.claim_companions(lead, 3) for q, lead in [(ports.queue, lead_a), (other.queue, lead_b)] * 3)
+    )
+    ids = [job.id for batch in found for job in batch]
+    assert len(ids) == len(set(ids)) and all(len(batch) <= 3 for batch in found)  # none twice
+    for batch in found:
+        assert [job.seq for job in batch] == sorted(job.seq for job in batch)  # oldest first
+    while rest := await other.queue.claim_companions(lead_b, 3):  # a lost race leaves a mate queued
+        ids += [job.id for job in rest]
+    assert sorted(ids) == sorted(job.id for job in mates)
+
+
+async def test_a_submit_on_one_replica_wakes_a_worker_on_another(ports: Ports) -> None:
+    worker = await ports.replica()
+    await worker.queue.wait_for_work(0.01)
+    assert await worker.queue.claim_next() is None
+    waiter = asyncio.create_task(worker.queue.wait_for_work(600))
+    await asyncio.sleep(0)
+    await ports.queue.add_job({"n": 1})
+    async with asyncio.timeout(60):
+        await waiter
+    assert await worker.queue.claim_next() is not None
+
+
+async def test_a_cancel_asked_on_one_replica_reaches_the_worker_on_another(ports: Ports) -> None:
+    worker = await ports.replica()
+    job, _ = await ports.queue.add_job({"n": 1})
+    assert await worker.queue.claim_next() is not None
+    with await worker.bus.subscribe(job.id) as watching:
+        assert await ports.queue.request_cancel(job.id)
+        ports.bus.publish(CancelRequested(job_id=job.id))
+        async with asyncio.timeout(60):
+            assert isinstance((await watching.get()).event, CancelRequested)
+    assert await worker.queue.cancel_requested(job.id)
+
+
+async def test_events_published_on_two_replicas_reach_a_third_in_order(ports: Ports) -> None:
+    """Two publishers on one job (the API and a worker), a stream on another replica: no gaps."""
+    api, worker = ports, await ports.replica()
+    stream = await ports.replica()
+    with await stream.bus.subscribe("j", after=0) as follow:
+        for n in range(1, 31):
+            worker.bus.publish(_step("j", n))
+            if n % 10 == 0:
+                api.bus.publish(StageStarted(job_id="j", stage=f"s{n}", total=n))
+        got = []
+        async with asyncio.timeout(120):
+            while len(got) < 33:
+                got.append(await follow.get())
+    assert [d.seq for d in got] == list(range(1, 34))
+    steps = [d.event for d in got if isinstance(d.event, Step)]
+    assert steps == [_step("j", n) for n in range(1, 31)]  # each publisher's order kept
+    with await api.bus.subscribe("j", after=30) as resumed:  # Last-Event-ID on yet another replica
+        assert resumed.complete and [d.seq for d in resumed.replayed] == [31, 32, 33]
+        assert [d.event for d in resumed.replayed] == [d.event for d in got[30:]]
 
 
 async def test_a_replay_older_than_the_log_is_not_complete(ports: Ports, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,6 +321,6 @@ async def test_a_replay_older_than_the_log_is_not_complete(ports: Ports, monkeyp
     monkeypatch.setattr(bus_module, "REPLAY_EVENTS", 3)
     for n in range(1, 7):
         ports.bus.publish(_step("c", n))
-    with ports.bus.subscribe("c", after=1) as old, ports.bus.subscribe("c", after=3) as recent:
+    with await ports.bus.subscribe("c", after=1) as old, await ports.bus.subscribe("c", after=3) as recent:
         assert not old.complete and old.replayed == []
         assert recent.complete and [d.seq for d in recent.replayed] == [4, 5, 6]

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from cofounder_agent import __version__
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
-from cofounder_agent.jobs.bus import LocalEventBus
 from cofounder_agent.jobs.ending import JobEnding
+from cofounder_agent.jobs.pgbus import event_bus
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         image_service = ImageService(settings)
         # The ports (job store/queue, event bus, blob store): the API side and the worker side
         # talk only through them.
-        bus = LocalEventBus()
+        bus = event_bus(db)  # in-process on SQLite; the database's own on PostgreSQL
         ending = JobEnding(db, bus, files)
         worker = build_worker(db, bus, image_service, files, ending, settings)
         job_service = JobService(db, bus, ending, settings, RecipeBook(settings.image_data_dir / "recipes"))
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
             await worker.stop()
             await webhooks.close()
             await image_service.close()
+            await bus.close()  # its last events written before the store's connections go
             await db.close()
             await http.aclose()
             await hooks_http.aclose()

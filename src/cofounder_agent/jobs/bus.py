@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -36,22 +37,36 @@ class _Log:
 
 
 class Subscription:
-    """One listener on one job: ``replayed`` (when asked), then live events from ``get``."""
+    """One listener on one job: ``replayed`` (when asked), then live events from ``get``.
 
-    def __init__(self, bus: LocalEventBus, job_id: str, last_seq: int, replayed: list[Delivered], complete: bool):
+    ``last_seq`` is the job's latest number when the subscription began; ``get`` yields each
+    later event once, in number order (an event handed over twice is dropped).
+    """
+
+    def __init__(
+        self,
+        unsubscribe: Callable[[Subscription], None],
+        job_id: str,
+        last_seq: int,
+        replayed: list[Delivered],
+        complete: bool,
+    ) -> None:
         self.job_id, self.last_seq, self.complete = job_id, last_seq, complete
         self.replayed = replayed  # logged events after the number asked for, oldest first
-        self._bus = bus
+        self.delivered = last_seq  # the latest number handed to ``put``
+        self._unsubscribe = unsubscribe
         self._queue: asyncio.Queue[Delivered] = asyncio.Queue()
 
     def put(self, item: Delivered) -> None:
-        self._queue.put_nowait(item)
+        if item.seq > self.delivered:
+            self.delivered = item.seq
+            self._queue.put_nowait(item)
 
     async def get(self) -> Delivered:
         return await self._queue.get()
 
     def close(self) -> None:
-        self._bus.unsubscribe(self)
+        self._unsubscribe(self)
 
     def __enter__(self) -> Subscription:
         return self
@@ -66,7 +81,7 @@ class LocalEventBus:
     def __init__(self) -> None:
         self._logs: OrderedDict[str, _Log] = OrderedDict()
 
-    def publish(self, event: JobEvent) -> int:
+    def publish(self, event: JobEvent) -> None:
         """Number the event in its job's stream, log it and hand it to the job's subscribers."""
         log = self._log(event.job_id)
         log.last += 1
@@ -74,9 +89,8 @@ class LocalEventBus:
         log.events.append(item)
         for subscription in log.subscribers:
             subscription.put(item)
-        return log.last
 
-    def subscribe(self, job_id: str, after: int | None = None) -> Subscription:
+    async def subscribe(self, job_id: str, after: int | None = None) -> Subscription:
         """Listen to a job from now; with ``after``, first replay its logged events numbered above it.
 
         ``complete`` says whether the log still held every event after ``after``.
@@ -88,7 +102,7 @@ class LocalEventBus:
             replayed = [item for item in log.events if item.seq > after]
             first = log.events[0].seq if log.events else log.last + 1
             complete = after <= log.last and after >= first - 1
-        subscription = Subscription(self, job_id, log.last, replayed if complete else [], complete)
+        subscription = Subscription(self.unsubscribe, job_id, log.last, replayed if complete else [], complete)
         log.subscribers.add(subscription)
         return subscription
 
@@ -107,6 +121,9 @@ class LocalEventBus:
         if log is not None and log.drop is None:
             loop = asyncio.get_running_loop()
             log.drop = loop.call_later(REPLAY_KEEP_S, self._drop, job_id, log)
+
+    async def close(self) -> None:
+        """Nothing to write or release: the logs live and die with the process."""
 
     def _drop(self, job_id: str, log: _Log) -> None:
         if self._logs.get(job_id) is log and not log.subscribers:

@@ -1,8 +1,9 @@
 """The job system's ports: the only way the API side and the worker side talk to each other.
 
-Each is a small interface with an in-process adapter today (``Store`` on SQLite, ``LocalEventBus``,
-``ImageStore``); PostgreSQL adapters come later against the same contract suite
-(tests/contract/). The engine port lets the job logic run against a fake engine in tests.
+Each is a small interface with an in-process adapter (``Store`` on SQLite, ``LocalEventBus``,
+``ImageStore``) and, for the queue and the bus, a PostgreSQL one (``Store`` on PostgreSQL,
+``PgEventBus``), held to one contract suite (tests/test_queue_contract.py). The engine port
+lets the job logic run against a fake engine in tests.
 """
 
 from __future__ import annotations
@@ -62,12 +63,17 @@ class JobQueue(Protocol):
 
 
 class EventBus(Protocol):
-    """Each job's events, numbered from 1 in publishing order; a stream can resume from a number."""
+    """Each job's events, numbered from 1 in publishing order; a stream can resume from a number.
 
-    def publish(self, event: JobEvent) -> int: ...
-    def subscribe(self, job_id: str, after: int | None = None) -> Subscription: ...
+    ``publish`` never blocks (the engine's step callbacks call it): it hands the event over in
+    order, and a subscription begun after it returned sees it (replayed or live).
+    """
+
+    def publish(self, event: JobEvent) -> None: ...
+    async def subscribe(self, job_id: str, after: int | None = None) -> Subscription: ...
     def subscribed(self) -> list[str]: ...
     def ended(self, job_id: str) -> None: ...
+    async def close(self) -> None: ...
 
 
 class BlobStore(Protocol):

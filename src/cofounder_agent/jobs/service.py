@@ -160,7 +160,7 @@ class JobService:
 
     async def wait(self, job_id: str, within_s: float | None = None) -> JobRow:
         """Wait until the job ends (or ``within_s`` passes); return its latest row."""
-        with self.bus.subscribe(job_id) as subscription:
+        with await self.bus.subscribe(job_id) as subscription:
             job = await self.get_row(job_id)
             if job.status not in TERMINAL:
                 try:
@@ -175,7 +175,7 @@ class JobService:
         """The job's events until it ends, numbered: after ``after`` when the bus still has them,
         else starting with its current state."""
         # Subscribed before reading the state: no event falls in between.
-        with self.bus.subscribe(job.id, after) as subscription:
+        with await self.bus.subscribe(job.id, after) as subscription:
             current = await self.get_row(job.id)
             if subscription.complete and after is not None:
                 backlog = subscription.replayed

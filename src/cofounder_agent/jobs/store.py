@@ -1,24 +1,28 @@
-"""The job, image and board store: SQLAlchemy 2 async, SQLite (aiosqlite) by default.
+"""The job, image and board store: SQLAlchemy 2 async on SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
-Only the URL names SQLite, so PostgreSQL (asyncpg) can replace it without touching callers.
+Only the URL names the database; the SQL is shared except where a server database must
+coordinate several processes (claims.py, the job numbers and the queue-length check here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from cofounder_agent.contract.errors import QueueFull
+from cofounder_agent.jobs.claims import JobClaims
 from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
-from cofounder_agent.jobs.tables import BoardRow, ImageRow, JobRow, utcnow
+from cofounder_agent.jobs.pglisten import PgListener
+from cofounder_agent.jobs.tables import BoardRow, CounterRow, ImageRow, JobRow, utcnow
 from cofounder_agent.migrations import upgrade
 
 if TYPE_CHECKING:
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # A job found "running" at start-up was interrupted by a crash: retry it this many times.
 MAX_ATTEMPTS = 2
+# The advisory lock (any 64-bit number, one per purpose) that serialises the queue-length check.
+QUEUE_LOCK = 0x636F_6661_0001
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -50,28 +56,37 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{(data_dir / 'jobs.sqlite3').resolve()}"
 
 
-class Store(ImageRows):
+class Store(JobClaims, ImageRows):
     """All persistent state of jobs, images and boards."""
 
     def __init__(self, url: str) -> None:
         self.engine: AsyncEngine = create_async_engine(url)
+        self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
-        # Submissions are serialised: the next sequence number and the queue-length check must
-        # see every earlier submission (one process owns the store; a server database would use
-        # a sequence and row locks instead).
+        # SQLite: one process owns the file, and its submissions queue here rather than on the
+        # file's write lock (which would make them wait and retry). PostgreSQL needs no such
+        # lock: a sequence numbers jobs, a unique key and an advisory lock guard the rest.
         self._submit_lock = asyncio.Lock()
-        # The in-process "work arrived" signal (PostgreSQL: LISTEN/NOTIFY). Set by a submit or
-        # a release, cleared by the waiter: a submit between an empty claim and the wait is kept.
         self._work = asyncio.Event()
+        # PostgreSQL: this process's LISTEN connection (workers' wake-ups; the event bus may share it).
+        self._listener = PgListener(url) if self.postgres else None
+        self._listening = False
 
     async def init(self) -> None:
         """Bring the schema to the newest migration (Alembic), one process at a time."""
         await upgrade(self.engine.url)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self.engine.dispose()
+
+    @property
+    def listener(self) -> PgListener | None:
+        """The process's LISTEN connection on PostgreSQL (None on SQLite)."""
+        return self._listener
 
     # --- jobs -----------------------------------------------------------------------------
 
@@ -91,7 +106,8 @@ class Store(ImageRows):
         A job whose board was deleted a moment ago (after the caller checked it) is queued
         without a board, as the board's own jobs and images are left by its deletion.
         """
-        async with self._submit_lock:
+        lock = contextlib.nullcontext() if self.postgres else self._submit_lock
+        async with lock:
             for board in (board_id, None) if board_id is not None else (None,):
                 try:
                     async with self.session() as s, s.begin():
@@ -100,13 +116,9 @@ class Store(ImageRows):
                             if found is not None:
                                 return found, False
                         if max_queued is not None:
-                            queued = await s.scalar(select(func.count()).where(JobRow.status == "queued"))
-                            if (queued or 0) >= max_queued:
-                                raise QueueFull("the queue is full")
-                        seq = (await s.scalar(select(func.max(JobRow.seq))) or 0) + 1
+                            await self._check_room(s, max_queued)
                         job = JobRow(
                             id=uuid.uuid4().hex,
-                            seq=seq,
                             status="queued",
                             priority=priority,
                             recipe=recipe,
@@ -116,14 +128,35 @@ class Store(ImageRows):
                             image_ids=[],
                             batch_key=batch_key,
                         )
+                        if not self.postgres:  # PostgreSQL: the column's identity numbers it
+                            job.seq = await _next_job_seq(s)
                         s.add(job)
+                        await s.flush()
+                        await self.notify_work(s)
                     self._work.set()
                     return job, True
                 except IntegrityError:
+                    if idempotency_key is not None:
+                        # Another replica stored the same key between our look and our insert.
+                        found = await self.find_by_key(idempotency_key)
+                        if found is not None:
+                            return found, False
                     # The foreign key refused a board deleted meanwhile: try once more without it.
                     if board is None or await self.get_board(board) is not None:
                         raise
         raise AssertionError("unreachable: the last attempt has no board")
+
+    async def _check_room(self, s: AsyncSession, max_queued: int) -> None:
+        """Refuse a submit that would take the queue past ``max_queued`` (counted in ``s``'s transaction).
+
+        PostgreSQL: replicas submit at once, so the count and the insert run under a
+        transaction-scoped advisory lock; the next submit counts after this one commits.
+        """
+        if self.postgres:
+            await s.execute(select(func.pg_advisory_xact_lock(QUEUE_LOCK)))
+        queued = await s.scalar(select(func.count()).where(JobRow.status == "queued"))
+        if (queued or 0) >= max_queued:
+            raise QueueFull("the queue is full")
 
     async def find_by_key(self, key: str) -> JobRow | None:
         async with self.session() as s:
@@ -157,81 +190,6 @@ class Store(ImageRows):
         async with self.session() as s:
             rows = await s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
             return {status: count for status, count in rows.all()}
-
-    async def claim_next(self) -> JobRow | None:
-        """Mark the next queued job running and return it (highest priority, then oldest).
-
-        The claim is a conditional UPDATE: a job cancelled between choosing and claiming it
-        stays cancelled, and the next candidate is tried.
-        """
-        while True:
-            async with self.session() as s, s.begin():
-                job_id = await s.scalar(
-                    select(JobRow.id)
-                    .where(JobRow.status == "queued")
-                    .order_by(JobRow.priority.desc(), JobRow.seq)
-                    .limit(1)
-                )
-                if job_id is None:
-                    return None
-                claimed = await s.execute(
-                    update(JobRow)
-                    .where(JobRow.id == job_id, JobRow.status == "queued")
-                    .values(status="running", started_at=utcnow(), attempts=JobRow.attempts + 1)
-                )
-            if getattr(claimed, "rowcount", 0):
-                return await self.get_job(job_id)
-
-    async def claim_companions(self, job: JobRow, limit: int) -> list[JobRow]:
-        """Claim up to ``limit`` more queued jobs of ``job``'s priority and batch key, oldest first.
-
-        Micro-batching: they run beside ``job`` as one batch. Only the same priority, so a
-        batch never lets a job jump ahead of a more urgent one. A job without a key runs alone.
-        """
-        if job.batch_key is None or limit < 1:
-            return []
-        async with self.session() as s:
-            candidates = (
-                await s.scalars(
-                    select(JobRow)
-                    .where(JobRow.status == "queued", JobRow.priority == job.priority)
-                    .where(JobRow.batch_key == job.batch_key)
-                    .order_by(JobRow.seq)
-                    .limit(limit)
-                )
-            ).all()
-        claimed: list[JobRow] = []
-        for candidate in candidates:
-            async with self.session() as s, s.begin():
-                result = await s.execute(
-                    update(JobRow)
-                    .where(JobRow.id == candidate.id, JobRow.status == "queued")
-                    .values(status="running", started_at=utcnow(), attempts=JobRow.attempts + 1)
-                )
-            if getattr(result, "rowcount", 0):
-                row = await self.get_job(candidate.id)
-                if row is not None:
-                    claimed.append(row)
-        return claimed
-
-    async def wait_for_work(self, timeout_s: float) -> None:
-        """Return when a job may have been queued since the last call (or after ``timeout_s``)."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._work.wait()
-        except TimeoutError:
-            return
-        self._work.clear()
-
-    async def release(self, job_id: str) -> None:
-        """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt."""
-        async with self.session() as s, s.begin():
-            await s.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "running")
-                .values(status="queued", started_at=None, attempts=JobRow.attempts - 1, progress=None)
-            )
-        self._work.set()
 
     async def request_cancel(self, job_id: str) -> bool:
         """Flag a job that has not ended to stop; False when it has ended (or is unknown)."""
@@ -355,3 +313,17 @@ class Store(ImageRows):
                     {**r, "intermediate_ids": [i for i in r.get("intermediate_ids", []) if i not in image_ids]}
                     for r in job.results
                 ]
+
+
+async def _next_job_seq(s: AsyncSession) -> int:
+    """SQLite: the next job number from the ``counters`` row (taking the file's write lock)."""
+    advance = update(CounterRow).where(CounterRow.name == "jobs").values(last=CounterRow.last + 1)
+    seq = await s.scalar(advance.returning(CounterRow.last))
+    if seq is None:
+        # First job of this file (or of a file an older version numbered by max()+1): the
+        # counter starts where the jobs are, once.
+        start = select(func.coalesce(func.max(JobRow.seq), 0)).scalar_subquery()
+        await s.execute(insert(CounterRow).values(name="jobs", last=start))
+        seq = await s.scalar(advance.returning(CounterRow.last))
+    assert seq is not None
+    return int(seq)

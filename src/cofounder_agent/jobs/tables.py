@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -50,10 +63,13 @@ class Base(DeclarativeBase):
 class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_queue", "status", "priority", "seq"),)
+    # ``seq`` may come from the database (an identity): read it back with the INSERT.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    # Monotonic submission order: created_at can tie, seq cannot.
-    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    # Monotonic submission order: created_at can tie, seq cannot. Numbered by the database: an
+    # identity on PostgreSQL; on SQLite (no identities) the ``counters`` row "jobs" (see Store.add_job).
+    seq: Mapped[int] = mapped_column(Integer, Identity(), unique=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -104,4 +120,34 @@ class ImageRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16))
     intermediate: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CounterRow(Base):
+    """A named counter advanced with ``UPDATE … RETURNING``: job numbers on SQLite, which has no sequences."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class EventSeqRow(Base):
+    """The last event number of each job's stream (PostgreSQL bus): an upsert numbers the next one."""
+
+    __tablename__ = "job_event_seqs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class EventRow(Base):
+    """A job's event as the PostgreSQL bus stores it: ``kind`` names its class, ``payload`` its fields."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

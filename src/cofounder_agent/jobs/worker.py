@@ -71,7 +71,7 @@ class Worker:
                     except Exception:  # news for waiting streams; the claimed jobs run regardless
                         log.exception("could not announce queue positions")
                     # Listening before reading the flags: a cancel lands in one or the other.
-                    listening = [(j, self.bus.subscribe(j.id)) for j in group]
+                    listening = [(j, await self.bus.subscribe(j.id)) for j in group]
                     asked = [await self._asked(j) for j in group]
                     # Side by side, so their generations meet in the engine's batcher (no await
                     # before each reaches the engine).
