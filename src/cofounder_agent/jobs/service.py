@@ -57,16 +57,15 @@ class JobService:
                 board_id=resolved.board_id,
                 max_queued=self.settings.image_max_queue,
                 batch_key=_batch_key(resolved),
+                # Published at once: a worker must not announce "started" before it.
+                on_queued=lambda job, position: self.bus.publish(Queued(job_id=job.id, position=position)),
             )
         except QueueFull:
             raise QueueFull(
                 f"the queue holds its maximum of {self.settings.image_max_queue} jobs; retry later",
                 retry_after=await self._retry_after(),
             ) from None
-        view = await self.public(job)
-        if new:
-            self.bus.publish(Queued(job_id=job.id, position=view.queue_position))
-        return view, new
+        return await self.public(job), new
 
     async def _check_references(self, resolved: JobCreate) -> list[tuple[int, int]]:
         """Check the board, model files and pictures the recipe names; return its pictures' sizes."""

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,8 +100,13 @@ class Store(JobClaims, ImageRows):
         board_id: str | None = None,
         max_queued: int | None = None,
         batch_key: str | None = None,
+        on_queued: Callable[[JobRow, int], None] | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; return it and whether it is new (False: same Idempotency-Key seen).
+
+        ``on_queued(job, position)`` runs as soon as a new job is committed, before any worker
+        of this process is woken and with no await in between: its "queued" event comes
+        before the worker's "started".
 
         A job whose board was deleted a moment ago (after the caller checked it) is queued
         without a board, as the board's own jobs and images are left by its deletion.
@@ -132,7 +137,10 @@ class Store(JobClaims, ImageRows):
                             job.seq = await _next_job_seq(s)
                         s.add(job)
                         await s.flush()
+                        position = await self._position(s, job) if on_queued is not None else 0
                         await self.notify_work(s)
+                    if on_queued is not None:
+                        on_queued(job, position)
                     self._work.set()
                     return job, True
                 except IntegrityError:
@@ -145,6 +153,11 @@ class Store(JobClaims, ImageRows):
                     if board is None or await self.get_board(board) is not None:
                         raise
         raise AssertionError("unreachable: the last attempt has no board")
+
+    @staticmethod
+    async def _position(s: AsyncSession, job: JobRow) -> int:
+        ahead = (JobRow.priority > job.priority) | ((JobRow.priority == job.priority) & (JobRow.seq < job.seq))
+        return await s.scalar(select(func.count()).where(JobRow.status == "queued", ahead)) or 0
 
     async def _check_room(self, s: AsyncSession, max_queued: int) -> None:
         """Refuse a submit that would take the queue past ``max_queued`` (counted in ``s``'s transaction).
@@ -178,9 +191,8 @@ class Store(JobClaims, ImageRows):
 
     async def queue_position(self, job: JobRow) -> int:
         """How many queued jobs run before this one (0 = next)."""
-        ahead = (JobRow.priority > job.priority) | ((JobRow.priority == job.priority) & (JobRow.seq < job.seq))
         async with self.session() as s:
-            return await s.scalar(select(func.count()).where(JobRow.status == "queued", ahead)) or 0
+            return await self._position(s, job)
 
     async def count(self, status: str) -> int:
         async with self.session() as s:
