@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cofounder_agent.jobs.tables import JobRow, UTCDateTime, WorkerRow, utcnow
 
-# A job whose lease ran out this many times (its worker died or hung each time) fails.
+# A job's runs at most: one interrupted this many times (a restart, a lease run out) fails.
 MAX_ATTEMPTS = 2
 DEFAULT_LEASE_S = 60.0
 # SQLite keeps instants as text; this is the text SQLAlchemy writes and reads (milliseconds).
