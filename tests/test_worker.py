@@ -10,9 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from cofounder_agent.jobs.resolve import resolve_recipe
 from cofounder_agent.jobs.store import Store, sqlite_url
+from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.schemas.jobs import JobCreate
 from conftest import LIMIT_S, in_process_worker, make_settings, running_server, wait_ready
 from webhook_receiver import Receiver
@@ -25,12 +27,12 @@ async def test_worker_survives_a_store_error(tmp_path: Path) -> None:
     async with in_process_worker(settings) as (db, worker):
         real_claim, calls = db.claim_next, 0
 
-        async def flaky_claim() -> Any:
+        async def flaky_claim(worker_id: str | None = None) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("database is locked")
-            return await real_claim()
+            return await real_claim(worker_id)
 
         db.claim_next = flaky_claim  # type: ignore[method-assign]
         job, _ = await db.add_job(resolve_recipe(JobCreate(**FAST), settings).model_dump(mode="json"))
@@ -72,3 +74,19 @@ def test_jobs_failed_at_restart_are_announced(tmp_path: Path, receiver: Receiver
 @pytest.fixture(autouse=True)
 def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMAGE_API_KEY", raising=False)
+
+
+async def test_a_job_of_a_worker_that_died_costs_one_attempt(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with in_process_worker(settings) as (db, worker):
+        job, _ = await db.add_job(resolve_recipe(JobCreate(**FAST), settings).model_dump(mode="json"))
+        assert await db.claim_next("dead-worker") is not None
+        async with db.session() as s, s.begin():  # it died: its lease ran out an hour ago
+            await s.execute(update(JobRow).where(JobRow.id == job.id).values(lease_expires_at=db.db_time(-3600)))
+        worker.start()  # its first beat reaps the job; its loop claims and runs it
+        deadline = time.monotonic() + LIMIT_S
+        while (row := await db.get_job(job.id)) is not None and row.status != "succeeded":
+            assert time.monotonic() < deadline, row.status
+            await asyncio.sleep(0.05)
+        assert row is not None and (row.attempts, row.attempt_workers) == (2, ["dead-worker", worker.id])
+        assert [w.id for w in await db.live_workers(60)] == [worker.id]

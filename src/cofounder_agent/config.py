@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     # Jobs (issue #3): backpressure, limits, webhooks, access.
     image_max_queue: int = Field(100, ge=1, description="queued jobs beyond this get 429")
     image_job_timeout_s: float = Field(600.0, gt=0)
+    # Leases (docs/jobs.md): a worker renews its jobs' leases every third of this; a job whose
+    # lease runs out (its worker died or hung) is queued again, or fails after its last attempt.
+    image_lease_s: float = Field(
+        60.0, ge=1, le=3600, description="how long a claimed job stays a worker's without a heartbeat"
+    )
     # Admission by cost (docs/jobs.md): pixels x denoising steps over every image and stage
     # pass, in megapixel-steps (1024x1024 for one step = 1). The heaviest built-in recipes at
     # 1024x1024 and 40 steps cost 74 an image (full_pipeline) and 79 (adaptive, counting all

@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # 1. Services, built once and shared through app.state (see deps.py).
         http = httpx.AsyncClient(transport=http_transport, timeout=settings.pexels_timeout_s, follow_redirects=True)
-        db = Store(settings.database_url)
+        db = Store(settings.database_url, lease_s=settings.image_lease_s)
         log.info("job store: %s", redacted(settings.database_url))
         await db.init()  # migrates the schema to the newest revision, one replica at a time
         files = ImageStore(settings.image_data_dir)

@@ -9,15 +9,14 @@ writer at a time, so a claim stays the conditional UPDATE it always was, woken i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cofounder_agent.jobs.pglisten import WORK_CHANNEL, PgListener
-from cofounder_agent.jobs.tables import JobRow, utcnow
-
-_CLAIMED: dict[str, Any] = {"status": "running", "attempts": JobRow.attempts + 1}
+from cofounder_agent.jobs.tables import JobRow
 
 
 class JobClaims:
@@ -31,15 +30,17 @@ class JobClaims:
     _listener: PgListener | None
     _listening: bool
 
-    async def claim_next(self) -> JobRow | None:
+    claim_values: Callable[[str | None], dict[str, Any]]  # Leases
+
+    async def claim_next(self, worker_id: str | None = None) -> JobRow | None:
         """Mark the next queued job running and return it (highest priority, then oldest).
 
-        A job cancelled between choosing and claiming it stays cancelled, and the next
-        candidate is tried.
+        Leased to ``worker_id`` (see leases.py). A job cancelled between choosing and claiming
+        it stays cancelled, and the next candidate is tried.
         """
         queued = select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.priority.desc(), JobRow.seq)
         if self._listener is not None:
-            claimed = await self._claim_locked(queued.limit(1))
+            claimed = await self._claim_locked(queued.limit(1), worker_id)
             return claimed[0] if claimed else None
         while True:  # SQLite: choose, then a conditional UPDATE (one writer at a time)
             async with self.session() as s, s.begin():
@@ -49,12 +50,12 @@ class JobClaims:
                 claimed_rows = await s.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id, JobRow.status == "queued")
-                    .values(started_at=utcnow(), **_CLAIMED)
+                    .values(**self.claim_values(worker_id))
                 )
             if getattr(claimed_rows, "rowcount", 0):
                 return await self._get(job_id)
 
-    async def claim_companions(self, job: JobRow, limit: int) -> list[JobRow]:
+    async def claim_companions(self, job: JobRow, limit: int, worker_id: str | None = None) -> list[JobRow]:
         """Claim up to ``limit`` more queued jobs of ``job``'s priority and batch key, oldest first.
 
         Micro-batching: they run beside ``job`` as one batch. Only the same priority, so a
@@ -69,7 +70,7 @@ class JobClaims:
             .limit(limit)
         )
         if self._listener is not None:
-            return await self._claim_locked(mates)
+            return await self._claim_locked(mates, worker_id)
         async with self.session() as s:
             candidates = (await s.scalars(mates)).all()
         claimed: list[JobRow] = []
@@ -78,7 +79,7 @@ class JobClaims:
                 result = await s.execute(
                     update(JobRow)
                     .where(JobRow.id == candidate, JobRow.status == "queued")
-                    .values(started_at=utcnow(), **_CLAIMED)
+                    .values(**self.claim_values(worker_id))
                 )
             if getattr(result, "rowcount", 0):
                 row = await self._get(candidate)
@@ -86,7 +87,7 @@ class JobClaims:
                     claimed.append(row)
         return claimed
 
-    async def _claim_locked(self, candidates: Select[str]) -> list[JobRow]:
+    async def _claim_locked(self, candidates: Select[str], worker_id: str | None) -> list[JobRow]:
         """PostgreSQL: mark ``candidates`` running in one statement, skipping rows others hold.
 
         A row a concurrent claim (or cancel) has locked is passed over, not waited for; a row
@@ -95,7 +96,7 @@ class JobClaims:
         claim = (
             update(JobRow)
             .where(JobRow.id.in_(candidates.with_for_update(skip_locked=True).scalar_subquery()))
-            .values(started_at=utcnow(), **_CLAIMED)
+            .values(**self.claim_values(worker_id))
             .returning(JobRow)
             .execution_options(synchronize_session=False)
         )
@@ -123,18 +124,29 @@ class JobClaims:
     def _wake(self, _payload: str | None) -> None:
         self._work.set()
 
+    def work_arrived(self) -> None:
+        """Wake this process's idle worker (after a commit that queued a job)."""
+        self._work.set()
+
     async def notify_work(self, s: AsyncSession) -> None:
         """Wake idle workers of other processes when ``s`` commits (this one: set ``_work`` after it)."""
         if self._listener is not None:
             await s.execute(select(func.pg_notify(WORK_CHANNEL, "")))
 
-    async def release(self, job_id: str) -> None:
-        """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt."""
+    async def release(self, job_id: str, worker_id: str | None = None) -> None:
+        """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt.
+
+        With ``worker_id``, only while that worker holds it: a job its lease was lost on is
+        someone else's now.
+        """
+        held = JobRow.worker_id == worker_id if worker_id is not None else JobRow.status == "running"
         async with self.session() as s, s.begin():
             await s.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "running")
-                .values(status="queued", started_at=None, attempts=JobRow.attempts - 1, progress=None)
+                .where(JobRow.id == job_id, JobRow.status == "running", held)
+                .values(
+                    status="queued", started_at=None, attempts=JobRow.attempts - 1, progress=None, lease_expires_at=None
+                )
             )
             await self.notify_work(s)
         self._work.set()

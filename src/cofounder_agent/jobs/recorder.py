@@ -65,12 +65,15 @@ class Recorder:
     def result(self, job: JobRow, result: ResultImage) -> None:
         self.bus.publish(ImageDone(job_id=job.id, result=result))
 
-    async def finish(self, job: JobRow, outcome: JobOutcome) -> JobRow | None:
-        """Move the job to its end state with its results; then what every ending does."""
+    async def finish(self, job: JobRow, outcome: JobOutcome, worker_id: str | None = None) -> JobRow | None:
+        """Move the job to its end state with its results; then what every ending does.
+
+        With ``worker_id``, fenced: None when that worker no longer holds the job's lease.
+        """
         image_ids = [i for r in outcome.results for i in (r.variation_ids or [r.image_id])]
         results = [r.stored() for r in outcome.results]
         done = await self.store.finish(
-            job.id, outcome.status, error=outcome.error, image_ids=image_ids, results=results
+            job.id, outcome.status, error=outcome.error, image_ids=image_ids, results=results, worker_id=worker_id
         )
         if done is not None:
             await self.ending.finished(done)

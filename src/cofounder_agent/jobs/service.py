@@ -106,6 +106,7 @@ class JobService:
             status=job.status,
             priority=job.priority,
             attempts=job.attempts,
+            attempt_workers=list(job.attempt_workers or []),
             error=job.error,
             image_ids=job.image_ids,
             results=[ImageResult.model_validate(r) for r in job.results],

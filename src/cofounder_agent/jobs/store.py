@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs.claims import JobClaims
 from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
+from cofounder_agent.jobs.leases import DEFAULT_LEASE_S, MAX_ATTEMPTS, Leases
 from cofounder_agent.jobs.pglisten import PgListener
 from cofounder_agent.jobs.tables import BoardRow, CounterRow, ImageRow, JobRow, utcnow
 from cofounder_agent.migrations import upgrade
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-# A job found "running" at start-up was interrupted by a crash: retry it this many times.
-MAX_ATTEMPTS = 2
+# A job found "running" at start-up was interrupted by a crash: it is retried until it has had
+# MAX_ATTEMPTS (leases.py), as one whose lease ran out is.
 # The advisory lock (any 64-bit number, one per purpose) that serialises the queue-length check.
 QUEUE_LOCK = 0x636F_6661_0001
 
@@ -56,10 +57,11 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{(data_dir / 'jobs.sqlite3').resolve()}"
 
 
-class Store(JobClaims, ImageRows):
-    """All persistent state of jobs, images and boards."""
+class Store(JobClaims, Leases, ImageRows):
+    """All persistent state of jobs, images, boards and workers."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.lease_s = lease_s
         self.engine: AsyncEngine = create_async_engine(url)
         self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
@@ -246,15 +248,24 @@ class Store(JobClaims, ImageRows):
         error: str | None = None,
         image_ids: list[str] | None = None,
         results: list[dict[str, Any]] | None = None,
+        worker_id: str | None = None,
     ) -> JobRow | None:
-        """Move a job to a terminal state (only once: a finished job stays as it is)."""
+        """Move a job to a terminal state (only once: a finished job stays as it is).
+
+        Fenced: with ``worker_id``, only while that worker holds the job's lease; a worker
+        that lost it (reaped, maybe claimed again by another) gets None and changes nothing.
+        """
         assert status in TERMINAL
         async with self.session() as s, s.begin():
-            job = await s.get(JobRow, job_id)
+            # Locked (PostgreSQL): a reap cannot slip between this read and the write.
+            job = await s.get(JobRow, job_id, with_for_update=True)
+            if worker_id is not None and (job is None or job.status != "running" or job.worker_id != worker_id):
+                return None
             if job is None or job.status in TERMINAL:
                 return job
             now = utcnow()
             job.status, job.error, job.finished_at = status, error, now
+            job.lease_expires_at = None
             if image_ids is not None:
                 job.image_ids = image_ids
             if results is not None:
@@ -290,14 +301,18 @@ class Store(JobClaims, ImageRows):
         between writing a file and inserting its row left it, and no one can reach it.
         """
         requeued, failed = [], []
+        running = select(JobRow).where(JobRow.status == "running")
+        if self.postgres:  # other workers' jobs are theirs while they renew: only unleased or expired ones
+            running = running.where(JobRow.lease_expires_at.is_(None) | self.db_before(JobRow.lease_expires_at))
         async with self.session() as s, s.begin():
-            for job in (await s.scalars(select(JobRow).where(JobRow.status == "running"))).all():
+            for job in (await s.scalars(running)).all():
                 if job.attempts >= MAX_ATTEMPTS:
                     job.status, job.finished_at = "failed", utcnow()
                     job.error = f"interrupted by a server restart {job.attempts} times; not retried again"
                     failed.append(job.id)
                 else:
                     job.status, job.progress, job.cancel_requested = "queued", None, False
+                    job.lease_expires_at = None
                     requeued.append(job.id)
             interrupted = requeued + failed
             orphans = await delete_images(s, ImageRow.job_id.in_(interrupted)) if interrupted else []

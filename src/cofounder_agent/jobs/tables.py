@@ -97,6 +97,12 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    # The lease (jobs/leases.py): the worker that holds the running job, until when (on the
+    # database's clock: every write and comparison is SQL), and the worker of each run so far.
+    worker_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # A server default too: rows written without it (older code, raw SQL) read as "no runs named".
+    attempt_workers: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class BoardRow(Base):
@@ -151,3 +157,21 @@ class EventRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkerRow(Base):
+    """A worker process: what it runs on, whether its models are loaded, when it last beat."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    precision: Mapped[str] = mapped_column(String(32))
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Both on the database's clock (written by SQL), as leases are.
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    current_job_ids: Mapped[list[str]] = mapped_column(JSON, default=list)

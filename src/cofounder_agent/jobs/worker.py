@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
+import uuid
 
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.control import JobControl
@@ -33,11 +36,14 @@ class Worker:
         self, queue: JobQueue, bus: EventBus, runner: JobRunner, recorder: Recorder, settings: Settings
     ) -> None:
         self.queue, self.bus, self.runner, self.recorder, self.settings = queue, bus, runner, recorder, settings
+        self.id = uuid.uuid4().hex  # its name in the workers table and on the jobs it leases
         self._controls: dict[str, JobControl] = {}
         self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._current: set[str] = set()
 
     def start(self) -> None:
+        self._beat = asyncio.create_task(self._beating(), name="job-worker-heartbeat")
         self._task = asyncio.create_task(self._loop(), name="job-worker")
 
     async def stop(self) -> None:
@@ -45,19 +51,70 @@ class Worker:
         current = set(self._current)
         for control in self._controls.values():
             control.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for job_id in current:
             # A clean stop is not the job's fault: it does not use up its one retry.
-            await self.queue.release(job_id)
+            await self.queue.release(job_id, self.id)
+        try:
+            await self.queue.deregister(self.id)
+        except Exception:  # its row stops beating and drops out of the live list by itself
+            log.exception("could not remove worker %s from the workers table", self.id)
+
+    async def _beating(self) -> None:
+        """Every third of a lease: say it is alive, renew its jobs' leases, reap expired ones."""
+        registered = False
+        while True:
+            try:
+                status = self.runner.engine.status
+                ready, model = status.state == "ready", status.base_model or self.settings.image_model
+                if registered:
+                    registered = await self.queue.heartbeat(self.id, ready=ready, job_ids=self._current, model=model)
+                if not registered:  # first beat, or its row was removed meanwhile
+                    await self.queue.register_worker(
+                        self.id,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        device=status.device or "unknown",
+                        model=model,
+                        precision=status.precision or "unknown",
+                        ready=ready,
+                    )
+                    registered = True
+                await self._renew()
+                await self._reap()
+            except Exception:  # e.g. the database briefly away: the next beat tries again
+                log.exception("worker heartbeat failed; trying again")
+            await asyncio.sleep(self.settings.image_lease_s / 3)
+
+    async def _renew(self) -> None:
+        """Extend the leases of the running jobs; stop those whose lease was lost (fenced anyway)."""
+        current = set(self._current)
+        held = await self.queue.renew(self.id, current)
+        for job_id in current - held:
+            control = self._controls.get(job_id)
+            if control is not None:
+                log.warning("job %s: lease lost (reaped while this worker ran it); stopping it", job_id)
+                control.cancel()
+
+    async def _reap(self) -> None:
+        """Queue again the jobs of workers that stopped renewing; end those out of attempts."""
+        requeued, failed = await self.queue.reap()
+        if requeued:
+            log.warning("re-queued %s job(s) whose worker stopped renewing its lease", len(requeued))
+        for job_id in failed:  # their last event, webhooks and metrics, as for any job that ends
+            row = await self.queue.get_job(job_id)
+            if row is not None:
+                await self.recorder.ending.finished(row)
 
     async def _loop(self) -> None:
         await self.runner.engine.wait_ready()  # a failed load still lets jobs run (and fail with the reason)
         while True:
             try:
-                job = await self.queue.claim_next()
+                job = await self.queue.claim_next(self.id)
                 if job is None:
                     await self.queue.wait_for_work(IDLE_POLL_S)
                     continue
@@ -91,10 +148,10 @@ class Worker:
             return []
         found: list[JobRow] = []
         try:
-            found += await self.queue.claim_companions(job, limit)
+            found += await self.queue.claim_companions(job, limit, self.id)
             if len(found) < limit and self.settings.image_batch_wait_s > 0:
                 await asyncio.sleep(self.settings.image_batch_wait_s)  # a little latency for a fuller batch
-                found += await self.queue.claim_companions(job, limit - len(found))
+                found += await self.queue.claim_companions(job, limit - len(found), self.id)
         except Exception:  # the claimed job runs whatever happens here, with what was found
             log.exception("could not gather batch companions for job %s", job.id)
         return found
@@ -122,10 +179,12 @@ class Worker:
             watcher.cancel()
             subscription.close()
         try:
-            await self.recorder.finish(job, outcome)
+            done = await self.recorder.finish(job, outcome, self.id)
         except Exception:  # e.g. a result the store refused: the job still ends
             log.exception("could not record the end of job %s", job.id)
-            await self.recorder.finish(job, JobOutcome("failed", "internal error; see the server log"))
+            done = await self.recorder.finish(job, JobOutcome("failed", "internal error; see the server log"), self.id)
+        if done is None:  # fenced: the lease ran out meanwhile, and the job's next run is what counts
+            log.warning("job %s: lease lost before its end; this run's end was not recorded", job.id)
 
     async def _watch_cancel(self, subscription: Subscription, control: JobControl) -> None:
         """Stop the job when the API asks: its cancel event, or its flag read now and then."""

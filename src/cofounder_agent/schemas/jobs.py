@@ -97,6 +97,11 @@ class JobPublic(BaseModel):
     progress: float = Field(0.0, ge=0.0, le=1.0, description="share of the job's denoising steps done")
     eta_s: float | None = None
     attempts: int = 0
+    attempt_workers: list[str] = Field(
+        default_factory=list,
+        description="the worker that ran each run of the job, in order (its id in the workers table); "
+        "a run given back by a clean shutdown is listed though it does not count as an attempt",
+    )
     error: str | None = None
     image_ids: list[str] = Field(default_factory=list)
     results: list[ImageResult] = Field(default_factory=list)
