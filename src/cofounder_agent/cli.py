@@ -5,21 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cofounder_agent.cli_jobs import JOB_COMMANDS, add_job_parsers, run_job_command
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.params import MAX_SEED, REFINER_MODES, SCHEDULER_NAMES
 from cofounder_agent.logging_setup import configure_logging
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from cofounder_agent.client import Client
-    from cofounder_agent.schemas.jobs import JobPublic
+    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,47 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export-tiny", help="write the built-in tiny model as diffusers folders")
     export.add_argument("directory", type=Path)
-    _add_job_parsers(sub)
+    add_job_parsers(sub)
     from cofounder_agent.bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)
     return parser
-
-
-def _add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    server = argparse.ArgumentParser(add_help=False)
-    server.add_argument(
-        "--server",
-        default=os.environ.get("COFOUNDER_URL", "http://127.0.0.1:8000"),
-        help="server URL (default: $COFOUNDER_URL or http://127.0.0.1:8000)",
-    )
-    server.add_argument("--api-key", default=os.environ.get("IMAGE_API_KEY"), help="default: $IMAGE_API_KEY")
-
-    submit = sub.add_parser("submit", parents=[server], help="queue a job on a running server")
-    submit.add_argument("prompt")
-    submit.add_argument("--negative", default=None, help="negative prompt")
-    submit.add_argument("--seed", type=int, default=None)
-    submit.add_argument("--width", type=int, default=None)
-    submit.add_argument("--height", type=int, default=None)
-    submit.add_argument("--steps", type=int, default=None)
-    submit.add_argument("--guidance", type=float, default=None)
-    submit.add_argument("--scheduler", choices=SCHEDULER_NAMES, default=None)
-    submit.add_argument("--num-images", type=int, default=None)
-    submit.add_argument("--refiner-mode", choices=REFINER_MODES, default=None)
-    submit.add_argument("--priority", type=int, default=None, help="-10..10; higher runs first")
-    submit.add_argument("--board", default=None, help="board id to file the images under")
-    submit.add_argument("--wait", action="store_true", help="follow the job to its end")
-    submit.add_argument("-o", "--output-dir", type=Path, default=None, help="with --wait: save the images here")
-
-    for name, text in (("status", "show a job"), ("cancel", "cancel a queued or running job")):
-        sub.add_parser(name, parents=[server], help=text).add_argument("job_id")
-    wait = sub.add_parser("wait", parents=[server], help="follow a job to its end; exit 1 unless it succeeded")
-    wait.add_argument("job_id")
-    wait.add_argument("-o", "--output-dir", type=Path, default=None, help="save the images here")
-
-    download = sub.add_parser("download", parents=[server], help="save an image")
-    download.add_argument("image_id")
-    download.add_argument("-o", "--output", type=Path, default=Path("."), help="file or directory (default: .)")
 
 
 def _check_generate_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -216,124 +177,6 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> None:
         await service.close()
 
 
-def _print_job(job: JobPublic) -> None:
-    print(job.model_dump_json(indent=2))
-
-
-def _recipe(args: argparse.Namespace) -> dict[str, Any]:
-    # Only what was given: the server fills in the rest and is the one place that validates it.
-    options = {
-        "negative_prompt": args.negative,
-        "seed": args.seed,
-        "width": args.width,
-        "height": args.height,
-        "steps": args.steps,
-        "guidance_scale": args.guidance,
-        "scheduler": args.scheduler,
-        "num_images": args.num_images,
-        "priority": args.priority,
-        "board_id": args.board,
-    }
-    recipe = {"prompt": args.prompt} | {key: value for key, value in options.items() if value is not None}
-    if args.refiner_mode is not None:
-        recipe["refiner"] = {"mode": args.refiner_mode}
-    return recipe
-
-
-def _show_progress(client: Client, job_id: str) -> None:
-    """Draw a progress bar on stderr from the job's events until it ends."""
-    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
-
-    with tqdm(total=100, file=sys.stderr, bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") as bar:
-        for event in client.events(job_id):
-            data = event.data
-            if event.type == "queued":
-                bar.set_description(f"queued, position {data.get('position')}", refresh=False)
-            elif event.type == "step":
-                bar.set_description(f"{data.get('stage')} {data.get('step')}/{data.get('total')}", refresh=False)
-            elif event.terminal:
-                bar.set_description(event.type, refresh=False)
-            elif data.get("stage"):  # started, stage, running; an image event keeps the last stage shown
-                bar.set_description(data["stage"], refresh=False)
-            progress = 1.0 if event.type == "succeeded" else data.get("progress")
-            if progress is not None:
-                bar.n = round(100 * progress)
-            bar.refresh()
-
-
-def _follow(client: Client, job_id: str, output_dir: Path | None) -> int:
-    """Follow a job to its end; save its images when it succeeded; 0 if it did, else 1."""
-    try:
-        _show_progress(client, job_id)
-    except KeyboardInterrupt:
-        # Leaving is not cancelling: say so, since the job goes on running on the server.
-        print(f"interrupted; job {job_id} goes on (cofounder-agent cancel {job_id} stops it)", file=sys.stderr)
-        return 130
-    job = client.get(job_id)
-    _print_job(job)
-    if job.status != "succeeded":
-        print(f"error: job {job.status}: {job.error or 'no reason given'}", file=sys.stderr)
-        return 1
-    if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for image_id in job.image_ids:
-            print(f"saved {client.download(image_id, output_dir)}", file=sys.stderr)
-    return 0
-
-
-def _submit(client: Client, args: argparse.Namespace) -> int:
-    job = client.submit(_recipe(args))
-    if args.wait:
-        return _follow(client, job.id, args.output_dir)
-    _print_job(job)
-    return 0
-
-
-def _status(client: Client, args: argparse.Namespace) -> int:
-    _print_job(client.get(args.job_id))
-    return 0
-
-
-def _wait(client: Client, args: argparse.Namespace) -> int:
-    return _follow(client, args.job_id, args.output_dir)
-
-
-def _cancel(client: Client, args: argparse.Namespace) -> int:
-    _print_job(client.cancel(args.job_id))
-    return 0
-
-
-def _download(client: Client, args: argparse.Namespace) -> int:
-    print(client.download(args.image_id, args.output))
-    return 0
-
-
-JOB_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
-    "submit": _submit,
-    "status": _status,
-    "wait": _wait,
-    "cancel": _cancel,
-    "download": _download,
-}
-
-
-def _run_job_command(args: argparse.Namespace) -> int:
-    """Run a command against the server; failures become one ``error:`` line and exit code 1."""
-    import httpx
-
-    from cofounder_agent.client import ApiError, Client
-
-    try:
-        with Client(args.server, args.api_key) as client:
-            return JOB_COMMANDS[args.command](client, args)
-    except ApiError as exc:
-        later = f" (retry after {exc.retry_after} s)" if exc.retry_after else ""
-        print(f"error: {exc.message}{later}", file=sys.stderr)
-    except httpx.HTTPError as exc:
-        print(f"error: {args.server}: {exc}", file=sys.stderr)
-    return 1
-
-
 async def _db(action: str, url: str) -> int:
     """Migrate or report the job store's schema; print the revision it is at."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -370,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in JOB_COMMANDS:
         if args.command == "submit" and args.output_dir is not None and not args.wait:
             parser.error("-o/--output-dir needs --wait")
-        sys.exit(_run_job_command(args))
+        sys.exit(run_job_command(args))
     settings = _settings()
     if args.command == "serve":
         import uvicorn
