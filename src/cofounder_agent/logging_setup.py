@@ -47,6 +47,8 @@ def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: st
         handler.setFormatter(formatter)
         handler.addFilter(_JobFilter())
     logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
-    # diffusers/transformers are chatty at INFO (progress bars, config notes): keep their warnings only.
-    for noisy in ("diffusers", "transformers", "httpx"):
+    # diffusers/transformers are chatty at INFO (progress bars, config notes), and alembic says
+    # "Context impl SQLiteImpl" at every start (migrations log their own one-line summary):
+    # keep their warnings only.
+    for noisy in ("diffusers", "transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
