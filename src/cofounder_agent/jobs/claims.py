@@ -9,7 +9,7 @@ writer at a time, so a claim stays the conditional UPDATE it always was, woken i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -31,6 +31,7 @@ class JobClaims:
     _listening: bool
 
     claim_values: Callable[[str | None], dict[str, Any]]  # Leases
+    get_job: Callable[[str], Awaitable[JobRow | None]]  # Store
 
     async def claim_next(self, worker_id: str | None = None) -> JobRow | None:
         """Mark the next queued job running and return it (highest priority, then oldest).
@@ -53,7 +54,7 @@ class JobClaims:
                     .values(**self.claim_values(worker_id))
                 )
             if getattr(claimed_rows, "rowcount", 0):
-                return await self._get(job_id)
+                return await self.get_job(job_id)
 
     async def claim_companions(self, job: JobRow, limit: int, worker_id: str | None = None) -> list[JobRow]:
         """Claim up to ``limit`` more queued jobs of ``job``'s priority and batch key, oldest first.
@@ -82,7 +83,7 @@ class JobClaims:
                     .values(**self.claim_values(worker_id))
                 )
             if getattr(result, "rowcount", 0):
-                row = await self._get(candidate)
+                row = await self.get_job(candidate)
                 if row is not None:
                     claimed.append(row)
         return claimed
@@ -150,7 +151,3 @@ class JobClaims:
             )
             await self.notify_work(s)
         self._work.set()
-
-    async def _get(self, job_id: str) -> JobRow | None:
-        async with self.session() as s:
-            return await s.get(JobRow, job_id)

@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-# A job found "running" at start-up was interrupted by a crash: it is retried until it has had
-# MAX_ATTEMPTS (leases.py), as one whose lease ran out is.
 # The advisory lock (any 64-bit number, one per purpose) that serialises the queue-length check.
 QUEUE_LOCK = 0x636F_6661_0001
 
