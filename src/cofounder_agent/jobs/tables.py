@@ -175,3 +175,20 @@ class WorkerRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     current_job_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The engine's status as it reports it (services.image_service.EngineStatus as a dict).
+    engine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+
+
+class JobEndingRow(Base):
+    """The outbox: one row per job end, written with the end; its finish hooks run once, anywhere."""
+
+    __tablename__ = "job_endings"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A dispatcher's claim, on the database's clock: a claim that lapses (its process died) is retaken.
+    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
