@@ -17,6 +17,8 @@ echo "== import-linter"; .venv/bin/lint-imports
 # Cyclomatic complexity: nothing at D (21) or worse; radon prints only what it finds.
 echo "== radon"; complex=$(.venv/bin/radon cc src -n D -s); if [ -n "$complex" ]; then echo "$complex"; exit 1; fi
 echo "== hadolint"; .venv/bin/hadolint Dockerfile
+# The compose file against the Compose Specification's schema (vendored by check-jsonschema).
+echo "== compose"; .venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 echo "== pytest"
 # pytest exits 5 when it collected no test: set -e turns that into a failure, as it should.
 .venv/bin/python -m pytest -q -rs --timeout=900 "$@"

@@ -40,7 +40,8 @@ def test_compose_reserves_a_gpu_and_keeps_data_and_hf_cache_on_volumes() -> None
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     targets = {volume.split(":")[1] for volume in service["volumes"]}
     assert {"/data", "/hf-cache"} <= targets
-    assert set(compose["volumes"]) == {volume.split(":")[0] for volume in service["volumes"]}
+    named = {volume.split(":")[0] for each in compose["services"].values() for volume in each.get("volumes", [])}
+    assert set(compose["volumes"]) == named
 
 
 def test_compose_passes_every_documented_setting_and_requires_the_api_key() -> None:
@@ -60,3 +61,27 @@ def test_torch_and_torchvision_are_pinned_together() -> None:
     # torchvision must match torch's build exactly, or spandrel's import of it fails.
     pins = (ROOT / "constraints.txt").read_text().splitlines()
     assert {"torch==2.14.1", "torchvision==0.29.1", "spandrel==0.4.2"} <= set(pins)
+
+
+def test_the_scale_profile_runs_postgres_two_api_replicas_and_a_gpu_worker_with_healthchecks() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    scale = {name for name, service in services.items() if "scale" in service.get("profiles", [])}
+    assert scale == {"postgres", "api-1", "api-2", "worker-0"}
+    assert "profiles" not in services["image-service"]  # `docker compose up -d` still starts it alone
+    apis, worker = [services["api-1"], services["api-2"]], services["worker-0"]
+    for api in apis:
+        assert api["command"][1:3] == ["serve", "--no-worker"]
+        assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert len({api["ports"][0].split(":")[0] for api in apis}) == 2
+    assert worker["command"][1] == "worker"
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]  # one GPU per worker
+    assert {"test", "interval"} <= set(worker["healthcheck"]) and {"test"} <= set(services["postgres"]["healthcheck"])
+    # Every process of the profile on one database and one image directory.
+    urls = {service["environment"]["IMAGE_DATABASE_URL"] for service in (*apis, worker)}
+    assert len(urls) == 1 and urls.pop().startswith("postgresql+asyncpg://")
+    assert all("image-data:/data" in service["volumes"] for service in (*apis, worker))
+    # The settings every process takes, passed through as for the single service.
+    for service in (*apis, worker):
+        assert set(services["image-service"]["environment"]) - {"IMAGE_DEVICE"} <= set(service["environment"])
