@@ -47,7 +47,7 @@ async def test_a_data_dir_from_before_the_job_columns_keeps_working(tmp_path: Pa
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # the jobs table as older versions made it
         for column in ("batch_key", "cancel_requested", "progress", "worker_id", "lease_expires_at", "attempt_workers"):
             db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
-        for table in ("alembic_version", "counters", "job_event_seqs", "job_events", "workers"):  # made later
+        for table in ("alembic_version", "counters", "job_event_seqs", "job_events", "workers", "job_endings"):
             db.execute(f"DROP TABLE {table}")
     store = Store(sqlite_url(tmp_path))
     await store.init()
