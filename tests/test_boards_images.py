@@ -6,6 +6,7 @@ import io
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +17,13 @@ from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_server(make_settings(tmp_path_factory.mktemp("boards"), image_max_upload_mb=1)) as url:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("boards")
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[str]:
+    with running_server(make_settings(data_dir, image_max_upload_mb=1)) as url:
         wait_ready(url)
         yield url
 
@@ -132,3 +138,17 @@ def test_huge_pagination_offsets_are_422_not_500(server: str) -> None:
     for path in (f"/v1/boards/{board_id}/images", "/v1/jobs"):
         response = httpx.get(server + path, params={"offset": 83398654078315768315904})
         assert response.status_code == 422 and response.json()["error"]["field"] == "offset"
+
+
+def test_a_row_whose_file_this_server_cannot_see_says_so(server: str, data_dir: Path) -> None:
+    # What an API replica answers when a worker wrote to another image directory.
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
+        image_id = client.post("/v1/images", files={"file": ("a.png", _png(), "image/png")}).json()["id"]
+        (file,) = [path for path in data_dir.rglob(f"{image_id}.*") if path.suffix == ".png"]
+        file.unlink()
+        for path in (f"/v1/images/{image_id}", f"/v1/images/{image_id}/metadata"):
+            missing = client.get(path)
+            assert missing.status_code == 404, path
+            assert missing.json()["error"]["code"] == "image_file_missing"
+            assert "IMAGE_DATA_DIR" in missing.json()["error"]["message"]
+        assert client.get("/v1/images/" + "0" * 32).json()["error"]["code"] == "image_not_found"

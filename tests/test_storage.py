@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from cofounder_agent.storage import ImageStore, UnsupportedImage
+from cofounder_agent.storage import LEFTOVER_AGE_S, ImageStore, UnsupportedImage
 
 
 @pytest.fixture
@@ -83,7 +85,31 @@ def test_phone_camera_mpo_jpegs_are_stored_as_jpeg(store: ImageStore) -> None:
     assert (stored.media_type, stored.path.suffix) == ("image/jpeg", ".jpg")
 
 
-def test_interrupted_temporary_files_are_cleaned_at_start(tmp_path: Path) -> None:
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_interrupted_temporary_files_are_cleaned_at_start_but_not_writes_in_progress(tmp_path: Path) -> None:
     first = ImageStore(tmp_path / "data")
-    (first.dir / ".tmp-zip-abc.zip").write_bytes(b"partial")
-    assert not list(ImageStore(tmp_path / "data").dir.glob(".tmp-*"))
+    old, fresh = first.dir / ".tmp-zip-abc.zip", first.dir / ".tmp-q1w2e3"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"another process is writing this")  # the directory is shared (docs/scaling.md)
+    _age(old, LEFTOVER_AGE_S + 60)
+    ImageStore(tmp_path / "data")
+    assert (old.exists(), fresh.exists()) == (False, True)
+
+
+def test_a_directory_has_one_identity_for_every_process_that_opens_it(tmp_path: Path) -> None:
+    first, again, other = ImageStore(tmp_path / "a"), ImageStore(tmp_path / "a"), ImageStore(tmp_path / "b")
+    assert first.volume_id == again.volume_id != other.volume_id
+    assert len(first.volume_id) == 32 and first.volume_id not in first.ids()
+
+
+def test_ids_can_leave_out_what_was_just_written(store: ImageStore) -> None:
+    old = store.save_png(Image.new("RGB", (8, 8)), {})
+    new = store.save_png(Image.new("RGB", (8, 8)), {})
+    for path in store.dir.glob(f"{old.id}*"):
+        _age(path, 120)
+    assert store.ids() == {old.id, new.id}
+    assert store.ids(min_age_s=60) == {old.id}

@@ -162,3 +162,27 @@ async def test_a_page_of_queued_jobs_costs_a_fixed_number_of_queries(store: Stor
     by_id = {job.id: job for job in jobs}
     for view in page5.data + page50.data:
         assert view.queue_position == await store.queue_position(by_id[view.id])
+
+
+async def test_a_replica_starting_on_postgresql_spares_files_a_worker_is_writing(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # The image directory is shared: a file without a row may be a running worker's, written an
+    # instant before its row. Only one older than the grace is a crash's leftover.
+    import os
+    import time
+
+    from cofounder_agent.storage import LEFTOVER_AGE_S
+
+    store = Store(postgres_url)
+    await store.init()
+    try:
+        files = ImageStore(tmp_path)
+        old, fresh = _png_file(files), _png_file(files)
+        then = time.time() - LEFTOVER_AGE_S - 60
+        for path in files.dir.glob(f"{old}*"):
+            os.utime(path, (then, then))
+        await store.recover(files)
+        assert files.ids() == {fresh}
+    finally:
+        await store.close()

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ _PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "WEBP": "webp"}
 # Refuse pictures beyond 64 megapixels before decoding them (decompression bombs).
 MAX_PIXELS = 8192 * 8192
 THUMBNAIL_SIZE = (256, 256)
+# Every process of a deployment may share this directory (docs/scaling.md): what one of them
+# finds half-written at start may be another's write in progress, not a crash's leftover.
+# Older than this, it is a leftover.
+LEFTOVER_AGE_S = 3600.0
+VOLUME_ID_FILE = ".volume-id"
 
 
 class UnsupportedImage(ValueError):
@@ -59,7 +65,27 @@ class ImageStore:
         self.dir = (root / "images").resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         for leftover in self.dir.glob(".tmp-*"):  # from writes or zips a crash interrupted
-            leftover.unlink(missing_ok=True)
+            if _age_s(leftover) > LEFTOVER_AGE_S:
+                leftover.unlink(missing_ok=True)
+        self.volume_id = self._volume_id()
+
+    def _volume_id(self) -> str:
+        """This directory's identity, made by its first user: processes that share it agree on it.
+
+        A worker reports its own, so an API replica can tell a worker that writes into another
+        directory (a missing network mount) before clients meet images it cannot serve.
+        """
+        path = self.dir / VOLUME_ID_FILE
+        try:
+            with path.open("x", encoding="ascii") as handle:  # exclusive: one process makes it
+                handle.write(uuid.uuid4().hex)
+        except FileExistsError:
+            pass
+        for _ in range(50):  # another process made it an instant ago and may not have written yet
+            if value := path.read_text(encoding="ascii").strip():
+                return value
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty: remove it and start again")
 
     def save_png(self, image: Image.Image, metadata: dict[str, Any]) -> StoredImage:
         """Save a generated image as PNG carrying its parameters (see ``encode_png``)."""
@@ -135,9 +161,12 @@ class ImageStore:
         self._atomic_write(path, buffer.getvalue())
         return path
 
-    def ids(self) -> set[str]:
-        """The ids of every image file, sidecar or thumbnail in the directory."""
-        return {match.group(1) for name in os.listdir(self.dir) if (match := _OWN_NAME.fullmatch(name))}
+    def ids(self, min_age_s: float = 0.0) -> set[str]:
+        """The ids of every image file, sidecar or thumbnail in the directory (older than ``min_age_s``)."""
+        found = {match.group(1): name for name in os.listdir(self.dir) if (match := _OWN_NAME.fullmatch(name))}
+        if min_age_s <= 0:
+            return set(found)
+        return {image_id for image_id, name in found.items() if _age_s(self.dir / name) > min_age_s}
 
     def delete(self, image_id: str) -> bool:
         """Remove an image's files; False when there was none."""
@@ -207,3 +236,11 @@ def _starts_like(path: Path, ext: str) -> bool:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _age_s(path: Path) -> float:
+    """Seconds since ``path`` was last written; 0 when it is gone already."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

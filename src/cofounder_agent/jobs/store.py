@@ -25,6 +25,7 @@ from cofounder_agent.jobs.leases import DEFAULT_LEASE_S, MAX_ATTEMPTS, Leases
 from cofounder_agent.jobs.pglisten import PgListener
 from cofounder_agent.jobs.tables import BoardRow, CounterRow, ImageRow, JobRow, utcnow
 from cofounder_agent.migrations import upgrade
+from cofounder_agent.storage import LEFTOVER_AGE_S
 
 if TYPE_CHECKING:
     from cofounder_agent.jobs.events import Progress
@@ -321,7 +322,10 @@ class Store(JobClaims, Leases, ImageRows):
                 await s.execute(update(row).where(dangling).values(board_id=None))
         if files is not None:
             # Rows go first, files after: a crash in between leaves files without rows, found here next time.
-            unrowed = await asyncio.to_thread(files.ids) - set(await self.image_ids())
+            # On PostgreSQL other processes share the directory: a file younger than the grace
+            # may be a running worker's, written an instant before its row.
+            grace = LEFTOVER_AGE_S if self.postgres else 0.0
+            unrowed = await asyncio.to_thread(files.ids, grace) - set(await self.image_ids())
             await asyncio.to_thread(delete_files, files, [*orphans, *sorted(unrowed)])
             if orphans or unrowed:
                 log.warning(

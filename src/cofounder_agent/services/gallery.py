@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -15,7 +16,14 @@ from cofounder_agent.jobs.tables import BoardRow, ImageRow
 from cofounder_agent.schemas.jobs import BoardPublic, ImagePublic, ImagesPublic
 from cofounder_agent.storage import ImageStore, StoredImage, UnsupportedImage
 
+log = logging.getLogger(__name__)
 UrlFor = Callable[[str], str]
+# A row whose file this process cannot see: the mark of a worker writing to another image
+# directory than the API reads (docs/scaling.md, "Images across hosts").
+FILE_MISSING = (
+    "image {id} is recorded but its file is not in this server's image directory: every API "
+    "replica and worker must mount the same IMAGE_DATA_DIR (see docs/scaling.md)"
+)
 
 
 def _not_found(kind: str, field: str) -> NotFound:
@@ -67,9 +75,12 @@ class Gallery:
 
     async def _stored(self, image_id: str) -> tuple[ImageRow, StoredImage]:
         row = await self.db.get_image(image_id)
-        stored = None if row is None else self.files.find(image_id, row.media_type)
-        if row is None or stored is None:
+        if row is None:
             raise _not_found("image", "image_id")
+        stored = self.files.find(image_id, row.media_type)
+        if stored is None:
+            log.warning("image %s has a row but no file under %s", image_id, self.files.dir)
+            raise NotFound("image", "image_id", FILE_MISSING.format(id=image_id), code="image_file_missing")
         return row, stored
 
     async def upload(self, data: bytes, board_id: str | None) -> ImageRow:
