@@ -178,10 +178,10 @@ async def test_a_submit_wakes_a_waiting_worker(ports: Ports) -> None:
 async def test_progress_is_recorded_for_running_jobs_only(ports: Ports) -> None:
     q = ports.queue
     job, _ = await q.add_job({"n": 1})
-    await q.set_progress(job.id, Progress(stage="base", step=1, total=4, progress=0.25))
+    await q.set_progress(job.id, None, Progress(stage="base", step=1, total=4, progress=0.25))
     assert (await q.get_job(job.id)).progress is None  # type: ignore[union-attr]
     await q.claim_next()
-    await q.set_progress(job.id, Progress(stage="base", step=2, total=4, progress=0.5, eta_s=1.5))
+    await q.set_progress(job.id, None, Progress(stage="base", step=2, total=4, progress=0.5, eta_s=1.5))
     row = await q.get_job(job.id)
     assert row is not None and Progress.model_validate(row.progress) == Progress(
         stage="base", step=2, total=4, progress=0.5, eta_s=1.5
