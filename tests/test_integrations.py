@@ -100,13 +100,19 @@ def test_unreachable_webhook_never_stops_the_worker(server: str) -> None:
 
 def test_metrics_are_prometheus_text(server: str) -> None:
     _wait(server, httpx.post(f"{server}/v1/jobs", json=FAST).json()["id"])
-    response = httpx.get(f"{server}/metrics")
-    assert response.headers["content-type"].startswith("text/plain")
-    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    # The job's latencies come through the outbox, a moment after its end: poll for them.
+    deadline = time.monotonic() + LIMIT_S
+    while True:
+        response = httpx.get(f"{server}/metrics")
+        assert response.headers["content-type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        stages = {s.labels["stage"] for s in families["cofounder_stage_seconds"].samples if "stage" in s.labels}
+        if {"base", "refiner", "decode"} <= stages:
+            break
+        assert time.monotonic() < deadline, stages
+        time.sleep(0.05)
     jobs = {s.labels["status"]: s.value for s in families["cofounder_jobs"].samples}
     assert jobs["succeeded"] >= 1 and families["cofounder_queue_depth"].samples[0].value >= 0
-    stages = {s.labels["stage"] for s in families["cofounder_stage_seconds"].samples if "stage" in s.labels}
-    assert {"base", "refiner", "decode"} <= stages
 
 
 # --- JSON logs ---------------------------------------------------------------------------

@@ -24,6 +24,15 @@ async def test_interrupted_jobs_are_requeued_once_then_failed(store: Store) -> N
     assert failed.error == "interrupted by a server restart 2 times; not retried again"
 
 
+async def test_recovery_keeps_a_cancel_that_was_asked(store: Store) -> None:
+    job, _ = await store.add_job({"n": 1})
+    await store.claim_next()
+    assert await store.request_cancel(job.id)
+    assert await store.recover() == ([job.id], [])
+    again = await store.claim_next()
+    assert again is not None and again.cancel_requested  # its worker stops it before its first step
+
+
 async def test_queue_limit_counts_queued_jobs_only(store: Store) -> None:
     await store.add_job({"n": 1}, max_queued=1)
     with pytest.raises(QueueFull):

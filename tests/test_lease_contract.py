@@ -12,6 +12,7 @@ import asyncio
 from sqlalchemy import update
 
 import test_queue_contract
+from cofounder_agent.jobs.events import Progress
 from cofounder_agent.jobs.ports import JobQueue
 from cofounder_agent.jobs.store import MAX_ATTEMPTS, Store
 from cofounder_agent.jobs.tables import JobRow, WorkerRow
@@ -79,6 +80,20 @@ async def test_a_worker_that_lost_its_lease_cannot_finish_the_job(ports: Ports) 
     done = await q.finish(job.id, "succeeded", image_ids=["b"], worker_id="w2")
     assert done is not None and (done.status, done.image_ids, done.error) == ("succeeded", ["b"], None)
     assert (await _job(q, job.id)).attempt_workers == ["w1", "w2"]
+
+
+async def test_a_worker_without_the_lease_cannot_write_the_progress(ports: Ports) -> None:
+    q = ports.queue
+    job, _ = await q.add_job({"n": 1})
+    await q.claim_next("w1")
+    await _expire(q, job.id)
+    await q.reap()
+    assert await q.claim_next("w2") is not None
+    # The old worker's late progress is ignored; the lease holder's is written.
+    await q.set_progress(job.id, "w1", Progress(stage="base", step=9, total=10, progress=0.9))
+    assert (await _job(q, job.id)).progress is None
+    await q.set_progress(job.id, "w2", Progress(stage="base", step=1, total=10, progress=0.1))
+    assert (await _job(q, job.id)).progress == Progress(stage="base", step=1, total=10, progress=0.1).model_dump()
 
 
 async def test_renewal_keeps_the_job_with_its_worker(ports: Ports) -> None:

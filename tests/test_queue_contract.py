@@ -18,11 +18,13 @@ import pytest
 from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs import bus as bus_module
 from cofounder_agent.jobs.bus import LocalEventBus
+from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.events import CancelRequested, Progress, Queued, StageStarted, Step
 from cofounder_agent.jobs.pgbus import PgEventBus, event_bus
 from cofounder_agent.jobs.ports import EventBus, JobQueue
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import Base
+from cofounder_agent.storage import ImageStore
 
 ADAPTERS = ["in-process", "postgresql"]
 
@@ -178,10 +180,10 @@ async def test_a_submit_wakes_a_waiting_worker(ports: Ports) -> None:
 async def test_progress_is_recorded_for_running_jobs_only(ports: Ports) -> None:
     q = ports.queue
     job, _ = await q.add_job({"n": 1})
-    await q.set_progress(job.id, Progress(stage="base", step=1, total=4, progress=0.25))
+    await q.set_progress(job.id, None, Progress(stage="base", step=1, total=4, progress=0.25))
     assert (await q.get_job(job.id)).progress is None  # type: ignore[union-attr]
     await q.claim_next()
-    await q.set_progress(job.id, Progress(stage="base", step=2, total=4, progress=0.5, eta_s=1.5))
+    await q.set_progress(job.id, None, Progress(stage="base", step=2, total=4, progress=0.5, eta_s=1.5))
     row = await q.get_job(job.id)
     assert row is not None and Progress.model_validate(row.progress) == Progress(
         stage="base", step=2, total=4, progress=0.5, eta_s=1.5
@@ -292,6 +294,23 @@ async def test_a_cancel_asked_on_one_replica_reaches_the_worker_on_another(ports
         async with asyncio.timeout(60):
             assert isinstance((await watching.get()).event, CancelRequested)
     assert await worker.queue.cancel_requested(job.id)
+
+
+async def test_a_claim_on_a_worker_moves_the_queue_places_streamed_by_another_replica(
+    ports: Ports, tmp_path: Path
+) -> None:
+    """The worker that claims announces; the replica that streams the waiting job tells it (PostgreSQL: NOTIFY)."""
+    api, worker = ports, await ports.replica()
+    first, _ = await api.queue.add_job({"n": 1})
+    second, _ = await api.queue.add_job({"n": 2})
+    with await api.bus.subscribe(second.id) as waiting:
+        claimed = await worker.queue.claim_next("w1")
+        assert claimed is not None and claimed.id == first.id
+        assert isinstance(worker.queue, Store)
+        await JobEnding(worker.queue, worker.bus, ImageStore(tmp_path / "images")).announce_positions()
+        async with asyncio.timeout(60):
+            while (event := (await waiting.get()).event) != Queued(job_id=second.id, position=0):
+                assert isinstance(event, Queued), event
 
 
 async def test_events_published_on_two_replicas_reach_a_third_in_order(ports: Ports) -> None:

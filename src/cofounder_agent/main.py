@@ -13,6 +13,7 @@ from cofounder_agent import __version__
 from cofounder_agent.config import Settings
 from cofounder_agent.errors import install_error_handlers
 from cofounder_agent.jobs.ending import JobEnding
+from cofounder_agent.jobs.outbox import EndingDispatcher
 from cofounder_agent.jobs.pgbus import event_bus
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
@@ -78,14 +79,15 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         webhooks = WebhookSender(hooks_http, settings.image_webhook_secret, settings.image_webhook_attempts)
         app.state.metrics = metrics = Metrics(db, image_service, in_flight)
 
-        ending.hooks.extend([metrics.on_finish, JobWebhooks(webhooks, job_service).on_finish])
+        # From the outbox: once per job end, whichever process (worker, API, restart) ended it.
+        outbox = EndingDispatcher(db, [metrics.on_finish, JobWebhooks(webhooks, job_service).on_finish])
 
         # 3. Jobs a crash left running are queued again (once); queued jobs simply wait. What
         #    their interrupted attempts stored goes, and so do image files without a row.
         requeued, failed = await db.recover(files)
         if requeued or failed:
             log.warning("after a restart: re-queued %s job(s), failed %s interrupted twice", len(requeued), len(failed))
-        for job_id in failed:  # their webhooks and metrics, as for any job that ends
+        for job_id in failed:  # their last event, as for any job that ends (hooks: the outbox)
             row = await db.get_job(job_id)
             if row is not None:
                 await ending.finished(row)
@@ -93,10 +95,12 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         # 4. Models load in the background: /healthz answers at once, /readyz when loaded.
         image_service.start()
         worker.start()
+        outbox.start()
         try:
             yield
         finally:
             await worker.stop()
+            await outbox.stop()  # after the worker: the ends it recorded while stopping go out
             await webhooks.close()
             await image_service.close()
             await bus.close()  # its last events written before the store's connections go

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from cofounder_agent.jobs.pglisten import WORK_CHANNEL, PgListener
+from cofounder_agent.jobs.pglisten import POSITIONS_CHANNEL, WORK_CHANNEL, PgListener
 from cofounder_agent.jobs.tables import JobRow
 
 
@@ -133,6 +133,12 @@ class JobClaims:
         """Wake idle workers of other processes when ``s`` commits (this one: set ``_work`` after it)."""
         if self._listener is not None:
             await s.execute(select(func.pg_notify(WORK_CHANNEL, "")))
+
+    async def notify_positions(self) -> None:
+        """PostgreSQL: tell every process's event bus that queue positions changed (a claim, a cancel)."""
+        if self._listener is not None:
+            async with self.session() as s, s.begin():
+                await s.execute(select(func.pg_notify(POSITIONS_CHANNEL, "")))
 
     async def release(self, job_id: str, worker_id: str | None = None) -> None:
         """Put a job stopped by a graceful shutdown back in the queue, not counting the attempt.

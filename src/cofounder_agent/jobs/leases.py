@@ -33,6 +33,8 @@ class Leases:
     lease_s: float
     notify_work: Callable[[AsyncSession], Awaitable[None]]  # JobClaims
     work_arrived: Callable[[], None]  # JobClaims
+    record_endings: Callable[[AsyncSession, Collection[str]], Awaitable[None]]  # OutboxRows
+    endings_recorded: Callable[[], None]  # OutboxRows
 
     # --- the database's clock -------------------------------------------------------------
 
@@ -89,19 +91,27 @@ class Leases:
         One statement: reapers on several hosts may run at once, and each expired job is taken
         by exactly one of them (the others' UPDATE re-reads the row and no longer matches).
         """
+        expired = JobRow.lease_expires_at.is_not(None) & self.db_before(JobRow.lease_expires_at)
+        async with self.session() as s, s.begin():
+            requeued, failed = await self.interrupt(s, expired, "its worker stopped renewing its lease")
+        if requeued:
+            self.work_arrived()
+        if failed:
+            self.endings_recorded()
+        return requeued, failed
+
+    async def interrupt(self, s: AsyncSession, which: ColumnElement[bool], why: str) -> tuple[list[str], list[str]]:
+        """In ``s``: re-queue the running jobs ``which`` picks (the attempt counts); fail those out of attempts.
+
+        Shared by reaping (a lease ran out) and recovery (a restart). A failed job's outbox row
+        is written here, with its end; a cancel asked for a re-queued job stays asked (its next
+        claim stops it before its first step). The caller wakes this process after the commit.
+        """
         last = JobRow.attempts >= MAX_ATTEMPTS
-        reason = (
-            literal("its worker stopped renewing its lease ")
-            + cast(JobRow.attempts, String)
-            + literal(" times; not retried again")
-        )
-        reaping = (
+        reason = literal(f"{why} ") + cast(JobRow.attempts, String) + literal(" times; not retried again")
+        interrupting = (
             update(JobRow)
-            .where(
-                JobRow.status == "running",
-                JobRow.lease_expires_at.is_not(None),
-                self.db_before(JobRow.lease_expires_at),
-            )
+            .where(JobRow.status == "running", which)
             .values(
                 status=case((last, "failed"), else_="queued"),
                 error=case((last, reason), else_=JobRow.error),
@@ -113,14 +123,13 @@ class Leases:
             .returning(JobRow.id, JobRow.status)
             .execution_options(synchronize_session=False)
         )
-        async with self.session() as s, s.begin():
-            reaped = (await s.execute(reaping)).all()
-            if any(status == "queued" for _, status in reaped):
-                await self.notify_work(s)
-        requeued = [job_id for job_id, status in reaped if status == "queued"]
+        interrupted = (await s.execute(interrupting)).all()
+        requeued = [job_id for job_id, status in interrupted if status == "queued"]
+        failed = [job_id for job_id, status in interrupted if status == "failed"]
+        await self.record_endings(s, failed)
         if requeued:
-            self.work_arrived()
-        return requeued, [job_id for job_id, status in reaped if status == "failed"]
+            await self.notify_work(s)
+        return requeued, failed
 
     # --- workers --------------------------------------------------------------------------
 

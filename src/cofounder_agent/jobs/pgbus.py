@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from sqlalchemy import text
@@ -25,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cofounder_agent.jobs import events as event_types
 from cofounder_agent.jobs.bus import Delivered, LocalEventBus, Subscription
-from cofounder_agent.jobs.events import JobEvent, Step
-from cofounder_agent.jobs.pglisten import EVENTS_CHANNEL, PgListener
+from cofounder_agent.jobs.events import JobEvent, Queued, Step
+from cofounder_agent.jobs.pglisten import EVENTS_CHANNEL, POSITIONS_CHANNEL, PgListener
 from cofounder_agent.jobs.ports import EventBus
 from cofounder_agent.jobs.store import Store
 
@@ -70,7 +71,7 @@ def event_bus(store: Store) -> EventBus:
     """The bus that fits the store: in-process on SQLite, the database's on PostgreSQL."""
     if store.listener is None:
         return LocalEventBus()
-    return PgEventBus(store.engine, store.listener)
+    return PgEventBus(store.engine, store.listener, store.queued_positions)
 
 
 def coalesce(events: list[JobEvent]) -> list[JobEvent]:
@@ -89,11 +90,22 @@ def coalesce(events: list[JobEvent]) -> list[JobEvent]:
     return kept
 
 
-class PgEventBus:
-    """Events in ``job_events``; subscribers anywhere follow them through one LISTEN per process."""
+# Queue positions of the given jobs that are still queued (Store.queued_positions).
+Positions = Callable[[Collection[str]], Awaitable[dict[str, int]]]
 
-    def __init__(self, engine: AsyncEngine, listener: PgListener) -> None:
-        self._engine, self._listener = engine, listener
+
+class PgEventBus:
+    """Events in ``job_events``; subscribers anywhere follow them through one LISTEN per process.
+
+    With ``positions``, it also re-announces the queue places of the queued jobs followed in
+    this process when any process says the queue moved (``POSITIONS_CHANNEL``): the worker
+    that claimed a job has no subscribers of its own to tell.
+    """
+
+    def __init__(self, engine: AsyncEngine, listener: PgListener, positions: Positions | None = None) -> None:
+        self._engine, self._listener, self._positions = engine, listener, positions
+        self._moved = False  # the queue moved since the last announcement
+        self._announcer: asyncio.Task[None] | None = None
         self._pending: deque[JobEvent] = deque()
         self._published = self._written = 0
         self._wrote = asyncio.Event()  # set after each written batch (flush waits on it)
@@ -153,6 +165,8 @@ class PgEventBus:
             self._listening = True
             try:
                 await self._listener.listen(EVENTS_CHANNEL, self._notified)
+                if self._positions is not None:
+                    await self._listener.listen(POSITIONS_CHANNEL, self._queue_moved)
             except BaseException:
                 self._listening = False
                 raise
@@ -199,6 +213,23 @@ class PgEventBus:
         if self._dirty and (self._reader is None or self._reader.done()):
             self._reader = asyncio.get_running_loop().create_task(self._read_loop(), name="event-reader")
 
+    def _queue_moved(self, _payload: str | None) -> None:
+        """The queue moved (or the connection came back): announce this process's queued streams' places."""
+        self._moved = True
+        if self._subscribers and (self._announcer is None or self._announcer.done()):
+            self._announcer = asyncio.get_running_loop().create_task(self._announce_loop(), name="queue-positions")
+
+    async def _announce_loop(self) -> None:
+        while self._moved and self._positions is not None:
+            self._moved = False  # a move while this one is read makes one more pass
+            try:
+                positions = await self._positions(self.subscribed())
+            except Exception:  # news for waiting streams; the next move tells them
+                log.exception("could not read the queue positions")
+                return
+            for job_id, position in positions.items():
+                self.publish(Queued(job_id=job_id, position=position))
+
     async def _read_loop(self) -> None:
         while self._dirty:
             job_id = self._dirty.pop()
@@ -224,7 +255,7 @@ class PgEventBus:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FLUSH_S):
                 await self.flush()
-        for task in (self._writer, self._reader):
+        for task in (self._announcer, self._writer, self._reader):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 # Notification channels (one namespace per database).
 WORK_CHANNEL = "cofounder_agent_work"
 EVENTS_CHANNEL = "cofounder_agent_events"
+# A job ended (its outbox row is committed): a dispatcher delivers it (outbox.py).
+ENDINGS_CHANNEL = "cofounder_agent_endings"
+# The queue moved (a claim, a cancel): each API replica re-announces its own streams' places.
+POSITIONS_CHANNEL = "cofounder_agent_positions"
 
 RECONNECT_S = 1.0
 

@@ -47,8 +47,8 @@ class Live:
 class ProgressWriter:
     """Coalesces a job's progress into few store writes, one at a time and in order."""
 
-    def __init__(self, queue: JobQueue, job_id: str) -> None:
-        self.queue, self.job_id = queue, job_id
+    def __init__(self, queue: JobQueue, job_id: str, worker_id: str | None = None) -> None:
+        self.queue, self.job_id, self.worker_id = queue, job_id, worker_id  # the writes are fenced by its lease
         self._latest: Progress | None = None
         self._changed = asyncio.Event()
         self._new_stage = asyncio.Event()
@@ -84,7 +84,7 @@ class ProgressWriter:
             if latest is None:
                 continue
             try:
-                await self.queue.set_progress(self.job_id, latest)
+                await self.queue.set_progress(self.job_id, self.worker_id, latest)
             except Exception:  # progress is news, not state: the job runs on regardless
                 log.exception("could not record the progress of job %s", self.job_id)
             with contextlib.suppress(TimeoutError):  # the pause between writes; a new stage ends it

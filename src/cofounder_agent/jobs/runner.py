@@ -73,7 +73,7 @@ class JobRunner:
         params_list = job_params(recipe)
         generates = not recipe.input_image_ids
         live = Live(total_steps=sum(denoising_steps(p, recipe.stages, generates) for p in params_list))
-        writer = ProgressWriter(self.queue, job.id)
+        writer = ProgressWriter(self.queue, job.id, job.worker_id)
         loop = asyncio.get_running_loop()
 
         def on_step(stage: str, step: int, total: int) -> None:  # runs on the engine thread, after the check

@@ -14,14 +14,16 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import event, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from cofounder_agent.contract.errors import QueueFull
 from cofounder_agent.jobs.claims import JobClaims
 from cofounder_agent.jobs.image_rows import ImageRows, delete_files, delete_images
-from cofounder_agent.jobs.leases import DEFAULT_LEASE_S, MAX_ATTEMPTS, Leases
+from cofounder_agent.jobs.leases import DEFAULT_LEASE_S, Leases
+from cofounder_agent.jobs.leases import MAX_ATTEMPTS as MAX_ATTEMPTS  # where callers have it from
+from cofounder_agent.jobs.outbox_rows import OutboxRows
 from cofounder_agent.jobs.pglisten import PgListener
 from cofounder_agent.jobs.tables import BoardRow, CounterRow, ImageRow, JobRow, utcnow
 from cofounder_agent.migrations import upgrade
@@ -56,7 +58,7 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{(data_dir / 'jobs.sqlite3').resolve()}"
 
 
-class Store(JobClaims, Leases, ImageRows):
+class Store(JobClaims, OutboxRows, Leases, ImageRows):
     """All persistent state of jobs, images, boards and workers."""
 
     def __init__(self, url: str, *, lease_s: float = DEFAULT_LEASE_S) -> None:
@@ -71,6 +73,8 @@ class Store(JobClaims, Leases, ImageRows):
         # lock: a sequence numbers jobs, a unique key and an advisory lock guard the rest.
         self._submit_lock = asyncio.Lock()
         self._work = asyncio.Event()
+        self._ended = asyncio.Event()  # an ending recorded by this process (its dispatcher's wake-up)
+        self._listening_endings = False
         # PostgreSQL: this process's LISTEN connection (workers' wake-ups; the event bus may share it).
         self._listener = PgListener(url) if self.postgres else None
         self._listening = False
@@ -218,12 +222,17 @@ class Store(JobClaims, Leases, ImageRows):
         async with self.session() as s:
             return bool(await s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
 
-    async def set_progress(self, job_id: str, progress: Progress) -> None:
-        """Record where a running job is (the worker coalesces its calls)."""
+    async def set_progress(self, job_id: str, worker_id: str | None, progress: Progress) -> None:
+        """Record where a running job is (the worker coalesces its calls).
+
+        Fenced as ``finish`` is: with ``worker_id``, only while that worker holds the job's
+        lease (a worker that lost it must not overwrite the progress of the job's next run).
+        """
+        held = JobRow.worker_id == worker_id if worker_id is not None else true()
         async with self.session() as s, s.begin():
             await s.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "running")
+                .where(JobRow.id == job_id, JobRow.status == "running", held)
                 .values(progress=progress.model_dump(mode="json"))
             )
 
@@ -271,6 +280,8 @@ class Store(JobClaims, Leases, ImageRows):
                 job.results = results
             if job.started_at is not None:
                 job.seconds = (now - job.started_at).total_seconds()
+            await self.record_endings(s, [job_id])  # committed with the end, or not at all
+        self.endings_recorded()
         return job
 
     async def cancel_if_queued(self, job_id: str, reason: str) -> JobRow | None:
@@ -283,6 +294,8 @@ class Store(JobClaims, Leases, ImageRows):
             )
             if not getattr(done, "rowcount", 0):
                 return None
+            await self.record_endings(s, [job_id])
+        self.endings_recorded()
         return await self.get_job(job_id)
 
     async def average_seconds(self, last: int = 20) -> float | None:
@@ -299,20 +312,10 @@ class Store(JobClaims, Leases, ImageRows):
         has no results), and with ``files``, so does every image file without a row: a crash
         between writing a file and inserting its row left it, and no one can reach it.
         """
-        requeued, failed = [], []
-        running = select(JobRow).where(JobRow.status == "running")
-        if self.postgres:  # other workers' jobs are theirs while they renew: only unleased or expired ones
-            running = running.where(JobRow.lease_expires_at.is_(None) | self.db_before(JobRow.lease_expires_at))
+        # PostgreSQL: other workers' jobs are theirs while they renew: only unleased or expired ones.
+        which = JobRow.lease_expires_at.is_(None) | self.db_before(JobRow.lease_expires_at) if self.postgres else true()
         async with self.session() as s, s.begin():
-            for job in (await s.scalars(running)).all():
-                if job.attempts >= MAX_ATTEMPTS:
-                    job.status, job.finished_at = "failed", utcnow()
-                    job.error = f"interrupted by a server restart {job.attempts} times; not retried again"
-                    failed.append(job.id)
-                else:
-                    job.status, job.progress, job.cancel_requested = "queued", None, False
-                    job.lease_expires_at = None
-                    requeued.append(job.id)
+            requeued, failed = await self.interrupt(s, which, "interrupted by a server restart")
             interrupted = requeued + failed
             orphans = await delete_images(s, ImageRow.job_id.in_(interrupted)) if interrupted else []
             # Rows written before foreign keys were enforced may name a deleted board.
@@ -320,6 +323,10 @@ class Store(JobClaims, Leases, ImageRows):
             for row, column in ((ImageRow, ImageRow.board_id), (JobRow, JobRow.board_id)):
                 dangling = column.is_not(None) & column.not_in(boards)
                 await s.execute(update(row).where(dangling).values(board_id=None))
+        if requeued:
+            self.work_arrived()
+        if failed:
+            self.endings_recorded()
         if files is not None:
             # Rows go first, files after: a crash in between leaves files without rows, found here next time.
             # On PostgreSQL other processes share the directory: a file younger than the grace

@@ -105,7 +105,7 @@ class Worker:
         requeued, failed = await self.queue.reap()
         if requeued:
             log.warning("re-queued %s job(s) whose worker stopped renewing its lease", len(requeued))
-        for job_id in failed:  # their last event, webhooks and metrics, as for any job that ends
+        for job_id in failed:  # their last event, as for any job that ends (hooks: the outbox)
             row = await self.queue.get_job(job_id)
             if row is not None:
                 await self.recorder.ending.finished(row)
