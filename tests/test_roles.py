@@ -21,6 +21,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from cofounder_agent.jobs.store import Store
+from cofounder_agent.services.fleet import Fleet
+from cofounder_agent.services.image_service import EngineStatus
 from conftest import LIMIT_S, make_settings, running_server, wait_job
 
 SMALL = {"prompt": "a role", "width": 64, "height": 64, "steps": 4, "seed": 1}
@@ -194,3 +197,26 @@ def test_a_device_list_runs_one_embedded_worker_each_on_sqlite(tmp_path: Path) -
         with httpx.Client(base_url=base) as client:
             jobs = [client.post("/v1/jobs", json={**SMALL, "seed": seed}).json()["id"] for seed in range(4)]
             assert all(wait_job(client, job_id)["status"] == "succeeded" for job_id in jobs)
+
+
+WORKER = {"host": "h", "pid": 1, "device": "cuda:0", "model": "sdxl", "precision": "fp16"}
+
+
+async def test_a_replica_reports_why_no_worker_is_ready(store: Store) -> None:
+    fleet = Fleet(store, {}, within_s=60)
+    assert "none is live" in str((await fleet.status()).error)
+    loading = EngineStatus(state="loading")
+    await store.register_worker("w1", **WORKER, ready=False, engine=loading.as_json())
+    assert (await fleet.status()).state == "loading" and not await fleet.ready()
+    failed = EngineStatus(state="failed", error="OSError: no weights")
+    assert await store.heartbeat("w1", ready=False, job_ids=(), engine=failed.as_json())
+    status = await fleet.status()
+    assert status.state == "failed" and "w1 failed: OSError: no weights" in str(status.error)
+    ready = EngineStatus(state="ready", base_model="sdxl", device="cuda:0", precision="bf16", fast_path=("fuse_qkv",))
+    await store.register_worker("w2", **WORKER, ready=True, engine=ready.as_json())
+    assert await fleet.status() == ready and await fleet.ready()
+    assert await fleet.engine_of("w1") == failed and await fleet.engine_of("gone") == ready
+    # The heartbeat keeps the row's device and precision to what the engine reports.
+    assert await store.heartbeat("w2", ready=True, job_ids={"j"}, engine=ready.as_json())
+    (w2,) = [w for w in await fleet.workers() if w.id == "w2"]
+    assert (w2.precision, w2.current_job_ids, w2.engine.fast_path) == ("bf16", ["j"], ("fuse_qkv",))
