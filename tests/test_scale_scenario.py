@@ -13,7 +13,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,9 +123,13 @@ def test_f_one_idempotency_key_sent_to_both_apis_at_once_makes_one_job(scene: Sc
     for round_ in range(3):
         key, start = f"both-{uuid.uuid4().hex}", threading.Barrier(2)
 
-        def send(index: int, key: str = key, start: threading.Barrier = start) -> httpx.Response:
+        body = {**SMALL, "seed": 500 + round_}
+
+        def send(
+            index: int, key: str = key, start: threading.Barrier = start, body: dict[str, Any] = body
+        ) -> httpx.Response:
             start.wait()
-            return scene.submit(index, {**SMALL, "seed": 500 + round_}, key=key)
+            return scene.submit(index, body, key=key)
 
         with ThreadPoolExecutor(2) as pool:
             answers = list(pool.map(send, [0, 1]))
