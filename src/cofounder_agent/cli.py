@@ -1,4 +1,4 @@
-"""``cofounder-agent``: serve the API, generate in-process, export the tiny model, drive a server's jobs."""
+"""``cofounder-agent``: serve the API, run workers, generate in-process, export the tiny model, drive jobs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cofounder_agent.cli_jobs import JOB_COMMANDS, add_job_parsers, run_job_command
+from cofounder_agent.cli_roles import REFUSED, add_role_parsers, refused, run_worker, run_workers_command
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.params import MAX_SEED, REFINER_MODES, SCHEDULER_NAMES
 from cofounder_agent.logging_setup import configure_logging
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (the container uses 0.0.0.0)")
     serve.add_argument("--port", type=int, default=8000)
+    add_role_parsers(sub, serve)
 
     gen = sub.add_parser("generate", help="generate an image in-process (no server)")
     gen.add_argument("prompt")
@@ -215,15 +217,25 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("-o/--output-dir needs --wait")
         sys.exit(run_job_command(args))
     settings = _settings()
+    if (reason := refused(args, settings)) is not None:
+        print(reason, file=sys.stderr)
+        sys.exit(REFUSED)
     if args.command == "serve":
         import uvicorn
 
         from cofounder_agent.main import create_app
 
         configure_logging(settings.image_log_level, settings.image_log_file, settings.image_log_format)
+        app = create_app(settings, embedded_worker=not args.no_worker)
         # Open event streams last as long as their job: on SIGTERM give them 5 s, then close
         # them, so shutdown (which re-queues the running job) happens within the grace period.
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=5)
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=5)
+    elif args.command == "worker":
+        configure_logging(settings.image_log_level, settings.image_log_file, settings.image_log_format)
+        sys.exit(run_worker(settings))
+    elif args.command == "workers":
+        configure_logging("WARNING", None)
+        sys.exit(run_workers_command(args, settings))
     elif args.command == "generate":
         _check_generate_args(args, parser)
         configure_logging(settings.image_log_level, None)

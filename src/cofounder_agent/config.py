@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,8 @@ from cofounder_agent.contract.params import RefinerMode, SchedulerName
 from cofounder_agent.services.egress import parse_allow_setting
 
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# One IMAGE_DEVICE entry: what engine/device.py resolves (auto, cpu, cuda, cuda:N).
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 EMPTY_API_KEY = "IMAGE_API_KEY is set but empty: set a key, or unset the variable to run without auth"
 
 
@@ -30,7 +33,8 @@ class Settings(BaseSettings):
     image_single_file_config: str | None = None
     image_refiner_single_file_config: str | None = None
     image_allow_download: bool = False
-    image_device: str = "auto"
+    # A comma list (cuda:0,cuda:1) runs one engine and one worker per device in one process.
+    image_device: str = Field("auto", description="auto, cpu, cuda, cuda:N, or a comma list of them")
     image_precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     image_fp32_min_vram_gb: float = Field(20.0, gt=0)
 
@@ -141,6 +145,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("image_device")
+    @classmethod
+    def _device_list(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",")]
+        for entry in entries:
+            if not _DEVICE.fullmatch(entry):
+                raise ValueError(f"IMAGE_DEVICE: {entry!r} is not auto, cpu, cuda or cuda:N (a comma list of them)")
+        if len(entries) > 1 and "auto" in entries:
+            raise ValueError("IMAGE_DEVICE: auto picks one device; list the devices instead (cuda:0,cuda:1)")
+        # Two engines on one GPU would only fight over its memory; on CPU they share the cores (tests).
+        gpus = ["cuda:0" if entry == "cuda" else entry for entry in entries if entry != "cpu"]
+        if len(gpus) != len(set(gpus)):
+            raise ValueError("IMAGE_DEVICE: a GPU is listed twice (only cpu may repeat)")
+        return ",".join(entries)
+
     @field_validator("image_webhook_allow", mode="before")
     @classmethod
     def _allow_list(cls, value: object) -> list[str]:
@@ -162,6 +181,15 @@ class Settings(BaseSettings):
         if self.image_database_url is not None:
             return self.image_database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{(self.image_data_dir / 'jobs.sqlite3').resolve()}"
+
+    @property
+    def devices(self) -> list[str]:
+        """IMAGE_DEVICE as a list: one engine and one worker each."""
+        return self.image_device.split(",")
+
+    def for_device(self, device: str) -> Settings:
+        """These settings for the engine on one of ``devices``."""
+        return self.model_copy(update={"image_device": device})
 
     @property
     def models_dir(self) -> Path:

@@ -13,8 +13,8 @@ from cofounder_agent.jobs.attend import Gone
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.services.featured_image import FeaturedImageService
+from cofounder_agent.services.fleet import Fleet
 from cofounder_agent.services.gallery import Gallery
-from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
 
@@ -30,7 +30,7 @@ def _from_state(name: str) -> Callable[[Request], Any]:
 
 
 SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
-ImageServiceDep = Annotated[ImageService, Depends(_from_state("image_service"))]
+FleetDep = Annotated[Fleet, Depends(_from_state("fleet"))]
 PexelsDep = Annotated[PexelsClient, Depends(_from_state("pexels"))]
 ImageFilesDep = Annotated[ImageStore, Depends(_from_state("files"))]
 FeaturedImageDep = Annotated[FeaturedImageService, Depends(_from_state("featured"))]

@@ -17,7 +17,6 @@ from cofounder_agent.jobs.pgbus import event_bus
 from cofounder_agent.jobs.recipe_book import RecipeBook
 from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store
-from cofounder_agent.jobs.worker import build_worker
 from cofounder_agent.middleware import (
     ApiKeyMiddleware,
     DeclaredSizeMiddleware,
@@ -30,19 +29,29 @@ from cofounder_agent.openapi import install_openapi
 from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
 from cofounder_agent.services.egress import webhook_client
 from cofounder_agent.services.featured_image import FeaturedImageService
+from cofounder_agent.services.fleet import Fleet
 from cofounder_agent.services.gallery import Gallery
-from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.services.metrics import Metrics
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.services.webhooks import JobWebhooks, WebhookSender
+from cofounder_agent.services.worker_pool import WorkerPool
 from cofounder_agent.storage import ImageStore
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """Build the app; ``http_transport`` lets tests stand in for Pexels' servers."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    embedded_worker: bool = True,
+) -> FastAPI:
+    """Build the app; ``http_transport`` lets tests stand in for Pexels' servers.
+
+    ``embedded_worker=False`` is an API replica (`serve --no-worker`): no engine in this process
+    (torch is never imported); separate `worker` processes run the jobs, and health reports them.
+    """
     settings = settings or Settings()
     in_flight = InFlight()
 
@@ -54,12 +63,13 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
         log.info("job store: %s", redacted(settings.database_url))
         await db.init()  # migrates the schema to the newest revision, one replica at a time
         files = ImageStore(settings.image_data_dir)
-        image_service = ImageService(settings)
         # The ports (job store/queue, event bus, blob store): the API side and the worker side
         # talk only through them.
         bus = event_bus(db)  # in-process on SQLite; the database's own on PostgreSQL
         ending = JobEnding(db, bus, files)
-        worker = build_worker(db, bus, image_service, files, ending, settings)
+        # One engine and one worker per IMAGE_DEVICE entry; none on an API replica.
+        pool = WorkerPool(db, bus, files, ending, settings) if embedded_worker else None
+        fleet = Fleet(db, pool.by_worker() if pool else {}, within_s=settings.image_lease_s)
         job_service = JobService(db, bus, ending, settings, RecipeBook(settings.image_data_dir / "recipes"))
         pexels = PexelsClient(
             settings.pexels_api_key,
@@ -68,15 +78,15 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
             max_download_bytes=int(settings.pexels_max_download_mb * MB),
         )
         app.state.settings, app.state.job_store, app.state.files = settings, db, files
-        app.state.image_service, app.state.jobs, app.state.pexels = image_service, job_service, pexels
-        app.state.featured = FeaturedImageService(image_service, job_service, pexels, files, settings)
+        app.state.fleet, app.state.jobs, app.state.pexels = fleet, job_service, pexels
+        app.state.featured = FeaturedImageService(fleet, job_service, pexels, files, settings)
         app.state.gallery = Gallery(db, files)
 
         # 2. What happens when a job ends: metrics, and its webhook if it asked for one.
         # Webhooks go through the egress policy: public addresses, or IMAGE_WEBHOOK_ALLOW.
         hooks_http = webhook_client(settings.image_webhook_allow)
         webhooks = WebhookSender(hooks_http, settings.image_webhook_secret, settings.image_webhook_attempts)
-        app.state.metrics = metrics = Metrics(db, image_service, in_flight)
+        app.state.metrics = metrics = Metrics(db, fleet, in_flight)
 
         ending.hooks.extend([metrics.on_finish, JobWebhooks(webhooks, job_service).on_finish])
 
@@ -91,14 +101,14 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
                 await ending.finished(row)
 
         # 4. Models load in the background: /healthz answers at once, /readyz when loaded.
-        image_service.start()
-        worker.start()
+        if pool is not None:
+            pool.start()
         try:
             yield
         finally:
-            await worker.stop()
+            if pool is not None:
+                await pool.stop()
             await webhooks.close()
-            await image_service.close()
             await bus.close()  # its last events written before the store's connections go
             await db.close()
             await http.aclose()

@@ -8,7 +8,7 @@ off can neither lose a lease early nor keep one late.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -125,23 +125,52 @@ class Leases:
     # --- workers --------------------------------------------------------------------------
 
     async def register_worker(
-        self, worker_id: str, *, host: str, pid: int, device: str, model: str, precision: str, ready: bool
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        device: str,
+        model: str,
+        precision: str,
+        ready: bool,
+        engine: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add a worker's row, beating now."""
+        """Add a worker's row, beating now; ``engine`` is its engine's status as JSON."""
         row = {"id": worker_id, "host": host, "pid": pid, "device": device, "model": model, "precision": precision}
         now = self.db_time()
         async with self.session() as s, s.begin():
             await s.execute(
-                insert(WorkerRow).values(**row, ready=ready, started_at=now, heartbeat_at=now, current_job_ids=[])
+                insert(WorkerRow).values(
+                    **row,
+                    ready=ready,
+                    started_at=now,
+                    heartbeat_at=now,
+                    current_job_ids=[],
+                    engine=dict(engine or {}),
+                )
             )
 
     async def heartbeat(
-        self, worker_id: str, *, ready: bool, job_ids: Collection[str], model: str | None = None
+        self,
+        worker_id: str,
+        *,
+        ready: bool,
+        job_ids: Collection[str],
+        model: str | None = None,
+        engine: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Say the worker is alive, whether it is ready and what it runs; False: it has no row."""
+        """Say the worker is alive, whether it is ready and what it runs; False: it has no row.
+
+        ``engine`` (its engine's status) also updates the device and precision it names, which
+        are known only once the models have loaded.
+        """
         values: dict[str, Any] = {"heartbeat_at": self.db_time(), "ready": ready, "current_job_ids": sorted(job_ids)}
         if model is not None:
             values["model"] = model
+        if engine is not None:
+            values["engine"] = dict(engine)
+            values |= {key: engine[key] for key in ("device", "precision") if engine.get(key)}
         async with self.session() as s, s.begin():
             done = await s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(**values))
         return bool(getattr(done, "rowcount", 0))

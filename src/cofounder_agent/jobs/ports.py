@@ -65,11 +65,27 @@ class JobQueue(Protocol):
     async def renew(self, worker_id: str, job_ids: Collection[str]) -> set[str]: ...
     async def reap(self) -> tuple[list[str], list[str]]: ...
     # The workers table.
+    # ``engine``: the worker's EngineStatus.as_json(), what replicas without an engine report.
     async def register_worker(
-        self, worker_id: str, *, host: str, pid: int, device: str, model: str, precision: str, ready: bool
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        device: str,
+        model: str,
+        precision: str,
+        ready: bool,
+        engine: Mapping[str, Any] | None = None,
     ) -> None: ...
     async def heartbeat(
-        self, worker_id: str, *, ready: bool, job_ids: Collection[str], model: str | None = None
+        self,
+        worker_id: str,
+        *,
+        ready: bool,
+        job_ids: Collection[str],
+        model: str | None = None,
+        engine: Mapping[str, Any] | None = None,
     ) -> bool: ...
     async def live_workers(self, within_s: float) -> Sequence[WorkerRow]: ...
     async def deregister(self, worker_id: str) -> None: ...

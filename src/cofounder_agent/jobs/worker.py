@@ -65,30 +65,48 @@ class Worker:
             log.exception("could not remove worker %s from the workers table", self.id)
 
     async def _beating(self) -> None:
-        """Every third of a lease: say it is alive, renew its jobs' leases, reap expired ones."""
+        """Every third of a lease: say it is alive, renew its jobs' leases, reap expired ones.
+
+        It also beats as soon as its models finish loading, so replicas that report the
+        workers' readiness turn ready at once, not a third of a lease later.
+        """
         registered = False
-        while True:
-            try:
-                status = self.runner.engine.status
-                ready, model = status.state == "ready", status.base_model or self.settings.image_model
-                if registered:
-                    registered = await self.queue.heartbeat(self.id, ready=ready, job_ids=self._current, model=model)
-                if not registered:  # first beat, or its row was removed meanwhile
-                    await self.queue.register_worker(
-                        self.id,
-                        host=socket.gethostname(),
-                        pid=os.getpid(),
-                        device=status.device or "unknown",
-                        model=model,
-                        precision=status.precision or "unknown",
-                        ready=ready,
-                    )
-                    registered = True
-                await self._renew()
-                await self._reap()
-            except Exception:  # e.g. the database briefly away: the next beat tries again
-                log.exception("worker heartbeat failed; trying again")
-            await asyncio.sleep(self.settings.image_lease_s / 3)
+        loaded = asyncio.ensure_future(self.runner.engine.wait_ready())
+        try:
+            while True:
+                try:
+                    registered = await self._beat_once(registered)
+                    await self._renew()
+                    await self._reap()
+                except Exception:  # e.g. the database briefly away: the next beat tries again
+                    log.exception("worker heartbeat failed; trying again")
+                if loaded.done():
+                    await asyncio.sleep(self.settings.image_lease_s / 3)
+                else:
+                    await asyncio.wait({loaded}, timeout=self.settings.image_lease_s / 3)
+        finally:
+            loaded.cancel()
+
+    async def _beat_once(self, registered: bool) -> bool:
+        """Update its row in the workers table (add it when missing); True once it has one."""
+        status = self.runner.engine.status
+        ready, model, engine = status.state == "ready", status.base_model or self.settings.image_model, status.as_json()
+        if registered and await self.queue.heartbeat(
+            self.id, ready=ready, job_ids=self._current, model=model, engine=engine
+        ):
+            return True
+        # First beat, or its row was removed meanwhile.
+        await self.queue.register_worker(
+            self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            device=status.device or self.settings.image_device,
+            model=model,
+            precision=status.precision or "unknown",
+            ready=ready,
+            engine=engine,
+        )
+        return True
 
     async def _renew(self) -> None:
         """Extend the leases of the running jobs; stop those whose lease was lost (fenced anyway)."""

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
-from cofounder_agent.deps import FeaturedImageDep, ImageServiceDep, PexelsDep, disconnect_of
+from cofounder_agent.deps import FeaturedImageDep, FleetDep, PexelsDep, disconnect_of
 from cofounder_agent.jobs.attend import Caller
 from cofounder_agent.schemas import ErrorBody, ImageGenerationRequest, ImageGenerationResponse, MediaHealth
+from cofounder_agent.schemas.media import WorkerPublic
 
 router = APIRouter(prefix="/api/media", tags=["media"])
 
@@ -41,9 +42,12 @@ async def generate_image(
 
 
 @router.get("/health")
-async def media_health(images: ImageServiceDep, pexels: PexelsDep) -> MediaHealth:
-    """Report which sources work and what the engine runs on."""
-    s = images.status
+async def media_health(fleet: FleetDep, pexels: PexelsDep) -> MediaHealth:
+    """Report which sources work, what the engine runs on and the live workers.
+
+    The engine fields are this process's engine's; on an API replica, a ready worker's.
+    """
+    s, live = await fleet.status(), await fleet.workers()
     return MediaHealth(
         status="ok" if s.state == "ready" and not s.is_tiny else "degraded",
         sdxl_ok=s.state == "ready" and not s.is_tiny,
@@ -65,4 +69,19 @@ async def media_health(images: ImageServiceDep, pexels: PexelsDep) -> MediaHealt
         precision=s.precision,
         vae_dtype=s.vae_dtype,
         fast_path=list(s.fast_path),
+        workers=[
+            WorkerPublic(
+                id=w.id,
+                host=w.host,
+                pid=w.pid,
+                device=w.device,
+                model=w.model,
+                precision=w.precision,
+                ready=w.ready,
+                state=w.engine.state,
+                current_job_ids=w.current_job_ids,
+                heartbeat_age_s=w.heartbeat_age_s,
+            )
+            for w in live
+        ],
     )

@@ -21,6 +21,6 @@ TEXT: dict[int | str, dict[str, Any]] = {
 
 @router.get("/metrics", response_class=Response, responses=TEXT)
 async def metrics(request: Request) -> Response:
-    """Queue depth, jobs by status, stage and job latency histograms, GPU memory."""
+    """Queue depth, jobs by status, stage and job latency histograms, per-worker gauges, GPU memory."""
     registry: Metrics = request.app.state.metrics
     return Response(await registry.render(), media_type=CONTENT_TYPE_LATEST)

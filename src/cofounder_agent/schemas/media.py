@@ -80,6 +80,21 @@ class ImageGenerationResponse(BaseModel):
     job_id: str | None = Field(None, description="the queued job that made the image (GET /v1/jobs/{id})")
 
 
+class WorkerPublic(BaseModel):
+    """A live worker process (one per device) from the workers table."""
+
+    id: str
+    host: str
+    pid: int
+    device: str
+    model: str
+    precision: str
+    ready: bool
+    state: str = Field(description="its engine: idle, loading, ready or failed")
+    current_job_ids: list[str]
+    heartbeat_age_s: float = Field(description="seconds since its last heartbeat")
+
+
 class MediaHealth(BaseModel):
     """The seed's health fields plus what an operator needs to see at a glance."""
 
@@ -99,6 +114,7 @@ class MediaHealth(BaseModel):
     precision: str | None
     vae_dtype: str | None
     fast_path: list[str] = Field(default_factory=list, description="fast-path switches applied at load")
+    workers: list[WorkerPublic] = Field(default_factory=list, description="the live workers, this process's too")
 
 
 class ErrorDetail(BaseModel):

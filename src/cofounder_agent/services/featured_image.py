@@ -20,7 +20,7 @@ from cofounder_agent.schemas.media import (
     PexelsAttribution,
     RefinerInfo,
 )
-from cofounder_agent.services.image_service import ImageService
+from cofounder_agent.services.fleet import Fleet
 from cofounder_agent.services.pexels import Orientation, PexelsClient
 from cofounder_agent.storage import ImageStore, UnsupportedImage
 
@@ -63,17 +63,19 @@ class FeaturedImageService:
     """Choose the source for one request and store what it produced."""
 
     def __init__(
-        self, images: ImageService, jobs: JobService, pexels: PexelsClient, store: ImageStore, settings: Settings
+        self, fleet: Fleet, jobs: JobService, pexels: PexelsClient, store: ImageStore, settings: Settings
     ) -> None:
-        self.images, self.jobs, self.pexels, self.store, self.settings = images, jobs, pexels, store, settings
+        # The fleet: this process's engine, or on an API replica the live workers' (any ready one).
+        self.fleet, self.jobs, self.pexels, self.store, self.settings = fleet, jobs, pexels, store, settings
 
     async def produce(self, body: ImageGenerationRequest, url_for: UrlFor, caller: Caller) -> ImageGenerationResponse:
         """Serve ``body`` from SDXL or Pexels; ``url_for(image_id)`` makes the public URL."""
         generation_error: str | None = None
         busy: QueueFull | None = None
+        status = await self.fleet.status()
         if body.use_generation:
             recipe = to_recipe(body, self.settings)  # bad input is a 422, never a Pexels fallback
-            if self.images.ready:
+            if status.state == "ready":
                 try:
                     return await self._generate(recipe, url_for, caller)
                 except QueueFull as exc:
@@ -85,7 +87,6 @@ class FeaturedImageService:
                     # Raw details (paths, library internals) stay in the log and the job record.
                     generation_error = f"generation failed ({type(exc).__name__}); see the server log"
             else:
-                status = self.images.status
                 detail = f" ({status.error})" if status.error else ""
                 generation_error = f"image model is {status.state}{detail}"
 
@@ -96,7 +97,7 @@ class FeaturedImageService:
 
         pexels_reason = "use_pexels is false" if not body.use_pexels else "PEXELS_API_KEY is not set"
         generation_error = generation_error or "use_generation is false"
-        loading = body.use_generation and self.images.status.state == "loading"
+        loading = body.use_generation and status.state == "loading"
         raise Unavailable(
             f"no image source available: {generation_error}; Pexels not used: {pexels_reason}",
             code="no_image_source",
@@ -112,7 +113,7 @@ class FeaturedImageService:
         stored = self.store.find(result["image_id"])
         assert stored is not None
         spec = recipe.refiner or RefinerSpec()
-        status = self.images.status
+        status = await self.fleet.engine_of(job.worker_id)
         return ImageGenerationResponse(
             source="tiny" if status.is_tiny else "sdxl",
             image_id=stored.id,

@@ -13,7 +13,7 @@ import contextvars
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cofounder_agent.config import Settings
@@ -57,6 +57,18 @@ class EngineStatus:
     precision: str | None = None
     vae_dtype: str | None = None
     fast_path: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """The status as the workers table keeps it (``workers.engine``)."""
+        return {**asdict(self), "fast_path": list(self.fast_path)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EngineStatus:
+        """A status read back from the workers table; a row not yet written reads as idle."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["fast_path"] = tuple(values.get("fast_path") or ())
+        return cls(**{"state": "idle", **values})
 
 
 class ImageService:
