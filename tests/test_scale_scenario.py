@@ -75,11 +75,14 @@ def test_c_a_running_job_cancelled_through_the_other_api_stops_early(scene: Scen
     answer = httpx.delete(f"{scene.url(1)}/v1/jobs/{job['id']}", timeout=60)
     assert answer.status_code == 200, answer.text
     (ended,) = scene.wait_ended([job["id"]])
-    assert ended["status"] == "cancelled"
-    # Honoured at a step boundary long before the schedule's end (the worker ran it, API B asked).
-    assert running["step"] <= ended["step"] < ended["total_steps"], ended
-    kinds = [kind for _, kind, _ in read_events(scene.url(1), job["id"], last_event_id=0)]
-    assert kinds[-1] == "cancelled" and "succeeded" not in kinds
+    assert ended["status"] == "cancelled" and ended["image_ids"] == []
+    # Honoured at a step boundary long before the schedule's end: the worker's last step event.
+    events = read_events(scene.url(1), job["id"], last_event_id=0)
+    steps = [data for _, kind, data in events if kind == "step"]
+    assert events[-1][1] == "cancelled" and "succeeded" not in {kind for _, kind, _ in events}
+    # (Ensemble: the base stage is 80% of the 200 steps, the refiner never started.)
+    last = steps[-1]
+    assert last["stage"] == running["stage"] == "base" and running["step"] <= last["step"] < last["total"], last
 
 
 def test_d_a_worker_killed_mid_job_costs_one_attempt_not_the_job(scene: Scene) -> None:
