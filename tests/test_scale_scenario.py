@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 SMALL: dict[str, Any] = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 8}
 # Long enough to be caught running (hundreds of steps' time), small in memory.
-SLOW: dict[str, Any] = {"prompt": "a long night", "width": 256, "height": 256, "steps": 120}
+SLOW: dict[str, Any] = {"prompt": "a long night", "width": 256, "height": 256, "steps": 60}
 TERMINAL_EVENTS = {"succeeded", "failed", "cancelled"}
 
 
