@@ -154,6 +154,7 @@ def _compare_paths(cluster: Cluster, urls: dict[str, str], args: argparse.Namesp
 def run(args: argparse.Namespace) -> Report:
     report = Report("scale")
     threads = str(args.scale_threads)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as root, postgres_server() as admin:
         settings = {"OMP_NUM_THREADS": threads, "IMAGE_LOG_LEVEL": "WARNING", "IMAGE_MAX_QUEUE": "10000"}
         with Cluster(Path(root) / "cluster", create_database(admin), settings) as cluster:
@@ -168,13 +169,15 @@ def run(args: argparse.Namespace) -> Report:
             _compare_workers(cluster, api.url, args, report)
             _compare_paths(cluster, {"distributed": api.url, "embedded": embedded.url}, args, report)
     cores = os.cpu_count()
+    report.summary["load average (1 min) before / after"] = f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"
     report.notes += [
         f"tiny model on the CPU; throughput: {args.scale_jobs} jobs of {args.scale_size}x{args.scale_size}, "
         f"{args.scale_steps} steps, per round; {args.scale_rounds} alternating rounds; "
         f"latency: {args.scale_runs} jobs per path and round",
         f"this host has {cores} CPU cores: the two workers ({threads} torch thread(s) each) contend for them with "
         "each other, the API replica and PostgreSQL, so 2x one worker is the ceiling here, less what those take; "
-        "with one worker per GPU, the GPUs do the work and the ceiling is the GPU count",
+        "with one worker per GPU, the GPUs do the work and the ceiling is the GPU count; "
+        "a load average above the core count means other processes took part of them too",
         "distributed: API replica + worker on PostgreSQL (claim by SKIP LOCKED, events by LISTEN/NOTIFY); "
         "embedded: `serve` (API and worker in one process) on SQLite",
     ]
