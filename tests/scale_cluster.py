@@ -1,4 +1,4 @@
-"""The scale scenario's harness: 2 API replicas and 2 workers on a real PostgreSQL, as processes.
+"""The scale scenario's harness: N API replicas and M workers on a real PostgreSQL, as processes.
 
 The processes themselves are started and watched by :class:`cofounder_agent.bench.cluster.Cluster`
 (the scale bench starts the same ones); this adds what the tests read: jobs, event streams and
@@ -96,11 +96,15 @@ def read_events(url: str, job_id: str, last_event_id: int | None = None, count: 
 
 
 @contextmanager
-def scale_scene(root: Path, database_url: str, **settings: str) -> Iterator[Scene]:
-    """2 API replicas (A, B) and 2 workers on one database, all ready; stopped on leaving."""
+def scale_scene(root: Path, database_url: str, apis: int = 2, workers: int = 2, **settings: str) -> Iterator[Scene]:
+    """``apis`` replicas (api-a, api-b, ...) and ``workers`` workers on one database, all ready; stopped after."""
     # One torch thread per worker: two workers on two cores, not four threads fighting for them.
     cluster = Cluster(root, database_url, {"OMP_NUM_THREADS": "1", **settings}, limit_s=LIMIT_S)
-    scene = Scene(cluster, apis=["api-a", "api-b"], workers=["worker-1", "worker-2"])
+    scene = Scene(
+        cluster,
+        apis=[f"api-{chr(ord('a') + i)}" for i in range(apis)],
+        workers=[f"worker-{i + 1}" for i in range(workers)],
+    )
     with cluster:
         for name in scene.workers:
             cluster.start_worker(name)
