@@ -75,6 +75,7 @@ class Scene:
         self.workers.append(name)
 
     def add_api(self, name: str, **settings: str) -> None:
+        """Start one more replica and wait until it is ready (the caller says whether it joins ``apis``)."""
         self.cluster.start_api(name, **settings)
         self.cluster.wait_ready(name)
 
