@@ -56,3 +56,27 @@ def test_service_suite_reports_throughput_latency_and_errors(tmp_path: Path) -> 
     assert all(row["errors"] == 0 and row["jobs_per_s"] > 0 and row["p99_s"] >= row["p50_s"] for row in served)
     assert "overhead (engine jobs/s / service jobs/s, 1 client; median of rounds)" in stdout
     assert "vs_off" in served[-1]
+
+
+@pytest.mark.slow
+def test_scale_suite_compares_one_and_two_workers_and_the_two_paths(tmp_path: Path) -> None:
+    stdout, report = _bench(
+        "--suite", "scale", "--scale-jobs", "2", "--scale-steps", "2", "--scale-size", "64",
+        "--scale-rounds", "1", "--scale-runs", "1", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert "jobs/s, 2 workers / 1 worker (median of per-round ratios)" in stdout
+    assert "latency, distributed / embedded (median of per-round ratios)" in stdout
+    assert f"this host has {os.cpu_count()} CPU cores" in stdout
+    summary = report["summary"]
+    assert isinstance(summary, dict)
+    assert summary["jobs/s, 2 workers / 1 worker (median of per-round ratios)"] > 0
+    assert summary["latency, distributed / embedded (median of per-round ratios)"] > 0
+    rows = report["rows"]
+    assert isinstance(rows, list)
+    assert [(row["measure"], row["path"]) for row in rows] == [
+        ("throughput", "1 worker"),
+        ("throughput", "2 workers"),
+        ("latency, 64x64", "distributed"),
+        ("latency, 64x64", "embedded"),
+    ]
+    assert rows[0]["workers_used"] == "1"  # the paused worker ran nothing

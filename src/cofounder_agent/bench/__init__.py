@@ -18,6 +18,7 @@ SUITES = {
     "service": "cofounder_agent.bench.service",
     "gpu": "cofounder_agent.bench.gpu",
     "flops": "cofounder_agent.bench.flops",
+    "scale": "cofounder_agent.bench.scale",
 }
 
 
