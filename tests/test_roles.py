@@ -124,6 +124,7 @@ def test_a_worker_process_runs_the_jobs_an_api_replica_takes(tmp_path: Path, pos
         _until([api, worker], lambda: httpx.get(f"{base}/readyz").status_code == 200, "the replica did not turn ready")
         (listed,) = _workers(base)
         assert (listed["pid"], listed["device"], listed["ready"], listed["state"]) == (worker.pid, "cpu", True, "ready")
+        assert listed["same_image_dir"] is True  # both mount tmp_path/data
         health = httpx.get(f"{base}/api/media/health").json()
         assert health["generation_ok"] and health["tiny_model"] and health["device"] == "cpu"
 
@@ -220,3 +221,17 @@ async def test_a_replica_reports_why_no_worker_is_ready(store: Store) -> None:
     assert await store.heartbeat("w2", ready=True, job_ids={"j"}, engine=ready.as_json())
     (w2,) = [w for w in await fleet.workers() if w.id == "w2"]
     assert (w2.precision, w2.current_job_ids, w2.engine.fast_path) == ("bf16", ["j"], ("fuse_qkv",))
+
+
+async def test_a_replica_is_not_ready_on_workers_that_write_into_another_image_dir(store: Store) -> None:
+    # A worker whose IMAGE_DATA_DIR is not the replica's (a missing network mount): its jobs
+    # would succeed and their images 404 here. The replica says so instead of turning ready.
+    fleet = Fleet(store, {}, within_s=60, image_volume="a" * 32)
+    ready = EngineStatus(state="ready", base_model="sdxl")
+    await store.register_worker("w1", **WORKER, ready=True, engine={**ready.as_json(), "image_volume": "b" * 32})
+    (w1,) = await fleet.workers()
+    assert fleet.same_image_dir(w1) is False and not await fleet.ready()
+    error = str((await fleet.status()).error)
+    assert "w1 on h" in error and "IMAGE_DATA_DIR" in error
+    await store.register_worker("w2", **WORKER, ready=True, engine={**ready.as_json(), "image_volume": "a" * 32})
+    assert await fleet.ready() and (await fleet.status()).base_model == "sdxl"

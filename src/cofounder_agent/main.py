@@ -70,7 +70,7 @@ def create_app(
         ending = JobEnding(db, bus, files)
         # One engine and one worker per IMAGE_DEVICE entry; none on an API replica.
         pool = WorkerPool(db, bus, files, ending, settings) if embedded_worker else None
-        fleet = Fleet(db, pool.by_worker() if pool else {}, within_s=settings.image_lease_s)
+        fleet = Fleet(db, pool.by_worker() if pool else {}, settings.image_lease_s, files.volume_id)
         job_service = JobService(db, bus, ending, settings, RecipeBook(settings.image_data_dir / "recipes"))
         pexels = PexelsClient(
             settings.pexels_api_key,

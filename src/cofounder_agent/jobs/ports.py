@@ -108,6 +108,9 @@ class EventBus(Protocol):
 class BlobStore(Protocol):
     """Image files by id (a local dir today; a shared volume or object storage later)."""
 
+    # The directory's identity: processes that share the store agree on it (docs/scaling.md).
+    volume_id: str
+
     def save_png(self, image: Image, metadata: dict[str, Any]) -> StoredImage: ...
     def open_rgb(self, image_id: str) -> Image | None: ...
     def delete(self, image_id: str) -> bool: ...

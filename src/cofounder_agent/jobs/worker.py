@@ -33,9 +33,17 @@ class Worker:
     """One loop per device; jobs run one batch after another on the engine."""
 
     def __init__(
-        self, queue: JobQueue, bus: EventBus, runner: JobRunner, recorder: Recorder, settings: Settings
+        self,
+        queue: JobQueue,
+        bus: EventBus,
+        runner: JobRunner,
+        recorder: Recorder,
+        settings: Settings,
+        image_volume: str | None = None,
     ) -> None:
         self.queue, self.bus, self.runner, self.recorder, self.settings = queue, bus, runner, recorder, settings
+        # The identity of the image directory it writes into, for API replicas to compare with theirs.
+        self.image_volume = image_volume
         self.id = uuid.uuid4().hex  # its name in the workers table and on the jobs it leases
         self._controls: dict[str, JobControl] = {}
         self._task: asyncio.Task[None] | None = None
@@ -90,7 +98,8 @@ class Worker:
     async def _beat_once(self, registered: bool) -> bool:
         """Update its row in the workers table (add it when missing); True once it has one."""
         status = self.runner.engine.status
-        ready, model, engine = status.state == "ready", status.base_model or self.settings.image_model, status.as_json()
+        ready, model = status.state == "ready", status.base_model or self.settings.image_model
+        engine = {**status.as_json(), "image_volume": self.image_volume}
         if registered and await self.queue.heartbeat(
             self.id, ready=ready, job_ids=self._current, model=model, engine=engine
         ):
@@ -224,4 +233,4 @@ def build_worker(
     """The worker and its parts, wired over the ports."""
     recorder = Recorder(store, bus, files, ending)
     runner = JobRunner(engine, files, recorder, store, settings.image_job_timeout_s)
-    return Worker(store, bus, runner, recorder, settings)
+    return Worker(store, bus, runner, recorder, settings, files.volume_id)

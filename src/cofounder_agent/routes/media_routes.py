@@ -81,6 +81,7 @@ async def media_health(fleet: FleetDep, pexels: PexelsDep) -> MediaHealth:
                 state=w.engine.state,
                 current_job_ids=w.current_job_ids,
                 heartbeat_age_s=w.heartbeat_age_s,
+                same_image_dir=fleet.same_image_dir(w),
             )
             for w in live
         ],

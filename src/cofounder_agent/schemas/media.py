@@ -93,6 +93,9 @@ class WorkerPublic(BaseModel):
     state: str = Field(description="its engine: idle, loading, ready or failed")
     current_job_ids: list[str]
     heartbeat_age_s: float = Field(description="seconds since its last heartbeat")
+    same_image_dir: bool | None = Field(
+        None, description="whether it writes into this server's image directory (false: its images cannot be served)"
+    )
 
 
 class MediaHealth(BaseModel):

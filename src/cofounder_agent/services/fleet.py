@@ -32,6 +32,7 @@ class LiveWorker:
     current_job_ids: list[str]
     heartbeat_age_s: float
     engine: EngineStatus
+    image_volume: str | None  # the identity of the image directory it writes into
 
     @classmethod
     def of(cls, row: WorkerRow) -> LiveWorker:
@@ -48,17 +49,27 @@ class LiveWorker:
             current_job_ids=list(row.current_job_ids),
             heartbeat_age_s=round(age, 1),
             engine=EngineStatus.from_json(row.engine or {}),
+            image_volume=(row.engine or {}).get("image_volume"),
         )
 
 
 class Fleet:
     """Readiness and engine status for health, metrics and the featured-image flow."""
 
-    def __init__(self, queue: JobQueue, local: Mapping[str, ImageService], within_s: float) -> None:
+    def __init__(
+        self, queue: JobQueue, local: Mapping[str, ImageService], within_s: float, image_volume: str | None = None
+    ) -> None:
         # local: this process's engines by the id of the worker feeding each (none on a replica).
         # within_s: a worker beats every third of a lease, so one lease without a beat means it
         # missed three; its leases then run out too and its jobs are queued again.
-        self.queue, self.local, self.within_s = queue, dict(local), within_s
+        # image_volume: this process's image directory's identity (None: not compared).
+        self.queue, self.local, self.within_s, self.image_volume = queue, dict(local), within_s, image_volume
+
+    def same_image_dir(self, worker: LiveWorker) -> bool | None:
+        """Whether the worker writes into this process's image directory (None: cannot tell)."""
+        if self.image_volume is None or worker.image_volume is None:
+            return None
+        return worker.image_volume == self.image_volume
 
     @property
     def embedded(self) -> bool:
@@ -74,7 +85,8 @@ class Fleet:
         if self.local:
             engines = list(self.local.values())
             return next((e.status for e in engines if e.ready), engines[0].status)
-        return _fleet_status(await self.workers())
+        live = await self.workers()
+        return _fleet_status([w for w in live if self.same_image_dir(w) is not False], live)
 
     async def engine_of(self, worker_id: str | None) -> EngineStatus:
         """The engine of the worker that ran a job; the fleet's status when that worker is gone."""
@@ -93,11 +105,25 @@ class Fleet:
         return {e.status.device: memory for e in engines if e.status.device and (memory := await e.gpu_memory())}
 
 
-def _fleet_status(workers: list[LiveWorker]) -> EngineStatus:
-    """A replica's view: the first ready worker's engine; else a status saying why none is ready."""
+def _fleet_status(workers: list[LiveWorker], live: list[LiveWorker]) -> EngineStatus:
+    """A replica's view: the first ready worker's engine; else a status saying why none is ready.
+
+    ``workers``: the live workers that write where this replica reads (``live``: all of them).
+    """
     for worker in workers:
         if worker.ready:
             return worker.engine
+    elsewhere = [w for w in live if w.ready and w not in workers]
+    if elsewhere:
+        w = elsewhere[0]
+        return EngineStatus(
+            state="failed",
+            error=(
+                f"no worker is ready here: worker {w.id} on {w.host} writes its images into another "
+                "directory than this replica's IMAGE_DATA_DIR, so their images could not be served "
+                "(mount the same directory on every host; see docs/scaling.md)"
+            ),
+        )
     if not workers:
         return EngineStatus(state="idle", error="no worker is ready: none is live (start one: cofounder-agent worker)")
     loading = [w for w in workers if w.engine.state in ("idle", "loading")]
