@@ -27,7 +27,19 @@ from cofounder_agent.middleware import (
 )
 from cofounder_agent.migrations import redacted
 from cofounder_agent.openapi import install_openapi
-from cofounder_agent.routes import boards, health, images, jobs, media_routes, metrics, openai_compat, recipes
+from cofounder_agent.routes import (
+    a1111,
+    a1111_info,
+    boards,
+    health,
+    images,
+    jobs,
+    media_routes,
+    metrics,
+    openai_compat,
+    openai_edits,
+    recipes,
+)
 from cofounder_agent.services.egress import webhook_client
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.fleet import Fleet
@@ -134,7 +146,8 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app, api_key=settings.image_api_key is not None)
     # openai_compat before images: POST /v1/images/generations is not an image id.
-    for module in (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes):
+    routers = (health, metrics, media_routes, jobs, openai_compat, openai_edits, images, boards, recipes)
+    for module in (*routers, a1111, a1111_info):
         app.include_router(module.router, max_body_size=body_limit)
     app.include_router(images.upload_router, max_body_size=upload_limit)
     return app
