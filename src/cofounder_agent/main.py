@@ -138,8 +138,13 @@ def create_app(
     # Body limits: per router (FastAPI also counts bodies without a Content-Length there),
     # and by declared size up front, answered in the API's error shape.
     body_limit, upload_limit = int(settings.image_max_body_mb * MB), int(settings.image_max_upload_mb * MB)
+    b64_limit = upload_limit * 4 // 3 + MB  # a picture as base64 in JSON: 4/3 of its bytes, plus the other fields
     app.add_middleware(FormAsJsonMiddleware)
-    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes={"/v1/images": (upload_limit, "file")})
+    app.add_middleware(
+        DeclaredSizeMiddleware,
+        default=body_limit,
+        routes={"/v1/images": (upload_limit, "file"), "/sdapi/v1/extra-single-image": (b64_limit, "image")},
+    )
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
@@ -150,4 +155,5 @@ def create_app(
     for module in (*routers, a1111, a1111_info):
         app.include_router(module.router, max_body_size=body_limit)
     app.include_router(images.upload_router, max_body_size=upload_limit)
+    app.include_router(a1111_info.upload_router, max_body_size=b64_limit)  # base64 pictures
     return app
