@@ -19,6 +19,7 @@ changed in any event. Two kinds of rewrite:
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from typing import Any
@@ -144,8 +145,34 @@ def _stages(stages: Any) -> Any:
     return [_stage(s) for s in rest + variations[-1:]]
 
 
+def _a1111(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A1111's options and extras: the loaded model only; a decodable picture, 2x, no face model."""
+    out = dict(body)
+    if path == "/sdapi/v1/options":
+        out.pop("sd_model_checkpoint", None)  # only the loaded model's title is accepted
+        return out
+    if isinstance(out.get("image"), str) and out["image"]:
+        out["image"] = base64.b64encode(_png()).decode()
+    if _is_number(out.get("upscaling_resize")) and 0 < out["upscaling_resize"] <= 8:
+        out["upscaling_resize"] = 2  # 2 or 4 only
+    for key in ("gfpgan_visibility", "codeformer_visibility", "extras_upscaler_2_visibility"):
+        if _is_number(out.get(key)) and 0 <= out[key] <= 1:
+            out[key] = 0  # the server has no face model; one upscaler
+    if out.get("resize_mode") == 1 and type(out["resize_mode"]) is int:
+        out["resize_mode"] = 0
+    if isinstance(out.get("upscaler_1"), str):
+        out["upscaler_1"] = "None"
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
 def repair(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """The body with small work and clear of the cross-field rules (see the module docstring)."""
+    if path in ("/sdapi/v1/options", "/sdapi/v1/extra-single-image"):
+        return _a1111(path, body)
     out = _references(_shrink({**_DEFAULTS.get((method, path), {}), **body}))
     if "stages" in out:
         out["stages"] = _stages(out["stages"])

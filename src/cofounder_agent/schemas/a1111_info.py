@@ -7,15 +7,17 @@ A1111's pydantic models do.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cofounder_agent.contract.body import Body
 
-class A1111Body(BaseModel):
-    """A request body as A1111 reads it: unknown keys are ignored, not refused."""
 
-    model_config = ConfigDict(extra="ignore")
+class A1111Body(Body):
+    """A request body as A1111 reads it: unknown keys are ignored, not refused (types stay strict)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class Empty(BaseModel):
@@ -111,7 +113,7 @@ class ScriptsList(BaseModel):
 class ExtrasSingleImageRequest(A1111Body):
     """``POST /extra-single-image``: upscale one picture (2x or 4x), optionally restoring faces."""
 
-    resize_mode: Literal[0, 1] = Field(0, description="0: by upscaling_resize; 1 (to a size) is refused")
+    resize_mode: int = Field(0, ge=0, le=1, description="0: by upscaling_resize; 1 (to a size) is refused")
     show_extras_results: bool = True
     gfpgan_visibility: float = Field(0, ge=0, le=1, description="> 0: restore faces at this strength")
     codeformer_visibility: float = Field(0, ge=0, le=1, description="> 0: restore faces at this strength")
