@@ -37,8 +37,12 @@ def _esrgan(path: Path, scale: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("a1111")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("a1111")
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[str]:
     models = root / "models"
     models.mkdir()
     _esrgan(models / "esrgan-x2.safetensors", 2)
@@ -55,6 +59,16 @@ def api(server: str) -> webuiapi.WebUIApi:
 
 def _picture(width: int = 48, height: int = 32) -> Image.Image:
     return Image.radial_gradient("L").convert("RGB").resize((width, height))
+
+
+def _png_base64(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 140, 200)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pictures(root: Path) -> set[Path]:
+    return {p for p in (root / "data").rglob("*") if p.suffix in (".png", ".jpg", ".webp")}
 
 
 def _wait_running(client: httpx.Client, job_id: str) -> None:
@@ -190,17 +204,22 @@ def test_extra_single_image_takes_raw_base64(server: str) -> None:
         ({"codeformer_visibility": 1}, "codeformer_visibility"),
         ({"extras_upscaler_2_visibility": 0.3, "upscaler_2": "Lanczos"}, "extras_upscaler_2_visibility"),
         ({"image": "not base64!"}, "image"),
+        ({"image": _png_base64(2100, 2100), "upscaling_resize": 4}, "upscaling_resize"),  # over 8192^2 pixels
         ({"image": base64.b64encode(b"not a picture").decode()}, "image"),
     ],
 )
-def test_extra_single_image_refuses_what_does_not_map(server: str, change: dict[str, Any], field: str) -> None:
+def test_extra_single_image_refuses_what_does_not_map(
+    server: str, root: Path, change: dict[str, Any], field: str
+) -> None:
     buffer = io.BytesIO()
     _picture().save(buffer, format="PNG")
     body = {"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), **change}
     with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
+        pictures = _pictures(root)
         answer = client.post("/sdapi/v1/extra-single-image", json=body)
-    assert answer.status_code == 422, answer.text
-    assert answer.json()["error"]["field"] == field
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["field"] == field
+    assert _pictures(root) == pictures  # a refused request leaves no upload behind
 
 
 # 4. SillyTavern's and open-webui's calls (their server code's requests, header included).

@@ -45,6 +45,7 @@ async def extra_single_image(
     try:
         job = await run_for(info.jobs, recipe, caller)
     except InvalidField as exc:  # a stage's check: name the A1111 field that set it
+        await gallery.delete_image(row.id)  # refused before queueing: the upload goes too
         raise InvalidField(_request_field(exc.field, stages, body), exc.reason) from None
     if job.status == "cancelled":
         raise Conflict(f"job {job.id} was cancelled: {job.error}", code="job_cancelled", field="job_id")
