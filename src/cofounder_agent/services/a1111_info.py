@@ -61,16 +61,18 @@ class A1111Info:
 
     async def progress(self) -> ProgressPublic:
         """The oldest running job's progress; all zero when nothing runs or waits."""
-        running, waiting = await self._running(), await self.jobs.store.count("queued")
+        counts = await self.jobs.store.count_by_status()
+        job_count = counts.get("running", 0) + counts.get("queued", 0)
+        running = await self._running()
         if not running:
-            return ProgressPublic(state=ProgressState(job_count=waiting))
+            return ProgressPublic(state=ProgressState(job_count=job_count))
         row = running[0]
         view = await self.jobs.public(row)
         started = row.started_at or row.created_at
         state = ProgressState(
             interrupted=row.cancel_requested,
             job=row.id,
-            job_count=len(running) + waiting,
+            job_count=max(job_count, 1),  # it ran when counted, or started since
             job_timestamp=started.strftime("%Y%m%d%H%M%S"),
             sampling_step=view.step,
             sampling_steps=view.total_steps,
@@ -90,9 +92,9 @@ class A1111Info:
         return stopped
 
     async def _running(self) -> list[JobRow]:
-        """The running jobs, oldest first."""
-        rows, total = await self.jobs.store.list_jobs("running", 100, 0)
-        return list(reversed(rows)) if total else []
+        """The running jobs, oldest first (one per worker: a page holds them all)."""
+        rows, _ = await self.jobs.store.list_jobs("running", 100, 0)
+        return list(reversed(rows))
 
     # 2. Models and options.
 
