@@ -117,11 +117,12 @@ def test_an_edit_without_a_mask_uses_the_image_alpha_and_makes_n_pictures(client
 
 def test_an_edit_sent_as_an_image_list_edits_the_first(server: str) -> None:
     # open-webui and the SDK send a list as parts named image[] (RESEARCH.md, section 5).
-    files = [("image[]", ("a.png", _png(_with_hole(_picture())), "image/png")), ("image[]", ("b.png", b"x", "image/png"))]
+    files = [
+        ("image[]", ("a.png", _png(_with_hole(_picture())), "image/png")),
+        ("image[]", ("b.png", b"x", "image/png")),
+    ]
     form = {"prompt": "a kite", "size": "64x64", "response_format": "b64_json", "model": "dall-e-2", "quality": "hd"}
-    response = httpx.post(
-        f"{server}/v1/images/edits", data=form, files=files, headers=AUTH, timeout=LIMIT_S
-    )
+    response = httpx.post(f"{server}/v1/images/edits", data=form, files=files, headers=AUTH, timeout=LIMIT_S)
     assert response.status_code == 200, response.text
     (item,) = response.json()["data"]
     with Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))) as image:

@@ -83,7 +83,9 @@ class OpenAIErrorShape:
             if message.get("more_body", False):
                 return
             status, body = _translated(start["status"], b"".join(chunks))
-            kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+            kept = [
+                (k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")
+            ]
             headers = [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send({**start, "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -41,7 +41,10 @@ def install_openapi(app: FastAPI, *, api_key: bool) -> None:
 
 
 def complete(doc: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
-    """Declare every error an operation can answer, all as ``ErrorBody`` JSON; drop FastAPI's unused shapes."""
+    """Declare every error an operation can answer as ``ErrorBody`` JSON (OpenAI's paths: ``OpenAIErrorBody``).
+
+    Also drops FastAPI's unused shapes.
+    """
     for path, item in doc.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -56,8 +59,8 @@ def complete(doc: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
             openai = openai_shaped(path)
             if openai:  # OpenAI's clients get a 400 where the API answers 422 (openai_errors.py)
-                added = {STATUS.get(int(s), int(s)): d for s, d in added.items()}
-                added = {str(s): OPENAI_ERRORS.get(str(s), d) for s, d in added.items()}
+                moved = {str(STATUS.get(int(status), int(status))): text for status, text in added.items()}
+                added = {status: OPENAI_ERRORS.get(status, text) for status, text in moved.items()}
                 responses.pop("422", None)  # FastAPI's own, for every route with parameters
             for status, description in added.items():
                 responses.setdefault(status, {"description": description})
