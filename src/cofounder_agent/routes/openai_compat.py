@@ -6,6 +6,7 @@ which take pictures, live in ``openai_edits.py`` under the upload body limit.
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -50,7 +51,9 @@ async def list_models(fleet: FleetDep, settings: SettingsDep) -> OpenAIModelList
     """The model requests run on: the fleet's loaded base model (a request's ``model`` is not checked)."""
     status = await fleet.status()
     name = status.base_model or settings.image_model
-    return OpenAIModelList(data=[OpenAIModel(id=name, created=0, owned_by=OWNER)])
+    # A hub id as it is; a local folder or file by its name (the server's paths stay its own).
+    model_id = PurePath(name).name if PurePath(name).is_absolute() else name
+    return OpenAIModelList(data=[OpenAIModel(id=model_id, created=0, owned_by=OWNER)])
 
 
 def image_url(request: Request) -> Any:
