@@ -12,8 +12,12 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from fastapi import FastAPI
 from PIL import Image
 
+from cofounder_agent.contract.errors import QueueFull
+from cofounder_agent.errors import install_error_handlers
+from cofounder_agent.openai_errors import OpenAIErrorShape
 from conftest import LIMIT_S, make_settings, pixels, running_server
 
 KEY = "sk-test-key"
@@ -214,3 +218,45 @@ def test_models_lists_the_loaded_model_and_errors_keep_their_shapes(client: open
     # The service's own routes keep the service's own error shape.
     own = httpx.post(f"{server}/v1/jobs", json={"prompt": "x", "n": 1}, headers=AUTH)
     assert own.status_code == 422 and own.json()["error"]["field"] == "n"
+
+
+# The edge alone, in process: statuses no running server produces on demand.
+
+
+def _edge_app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(OpenAIErrorShape)
+
+    @app.get("/v1/models")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    @app.post("/v1/images/generations")
+    async def full() -> None:
+        raise QueueFull("the queue is full", retry_after=7)
+
+    @app.post("/v1/jobs")
+    async def own() -> None:
+        raise QueueFull("the queue is full", retry_after=7)
+
+    return app
+
+
+async def test_429_and_500_come_in_openai_shape_on_openai_paths_only() -> None:
+    transport = httpx.ASGITransport(app=_edge_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as edge:
+        full = await edge.post("/v1/images/generations")
+        assert (full.status_code, full.headers["retry-after"]) == (429, "7")
+        assert full.json()["error"] == {
+            "message": "the queue is full",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "queue_full",
+        }
+        broken = await edge.get("/v1/models")
+        assert broken.status_code == 500 and broken.json()["error"]["type"] == "server_error"
+        own = await edge.post("/v1/jobs")
+        assert own.status_code == 429 and own.json() == {
+            "error": {"code": "queue_full", "message": "the queue is full"}
+        }
