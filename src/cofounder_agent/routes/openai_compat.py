@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Request
 
 from cofounder_agent.deps import FleetDep, OpenAIImagesDep, SettingsDep, disconnect_of
 from cofounder_agent.jobs.attend import Caller
+from cofounder_agent.routes.images import image_url
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.schemas.openai import (
     OpenAIErrorBody,
@@ -54,7 +55,3 @@ async def list_models(fleet: FleetDep, settings: SettingsDep) -> OpenAIModelList
     # A hub id as it is; a local folder or file by its name (the server's paths stay its own).
     model_id = PurePath(name).name if PurePath(name).is_absolute() else name
     return OpenAIModelList(data=[OpenAIModel(id=model_id, created=0, owned_by=OWNER)])
-
-
-def image_url(request: Request) -> Any:
-    return lambda image_id: str(request.url_for("get_image", image_id=image_id))

@@ -16,7 +16,8 @@ from cofounder_agent.contract.errors import InvalidField
 from cofounder_agent.deps import OpenAIImagesDep, SettingsDep, disconnect_of
 from cofounder_agent.errors import AppError
 from cofounder_agent.jobs.attend import Caller
-from cofounder_agent.routes.openai_compat import ERRORS, image_url
+from cofounder_agent.routes.images import image_url
+from cofounder_agent.routes.openai_compat import ERRORS
 from cofounder_agent.schemas.openai import (
     MAX_N,
     SIZE_PATTERN,
