@@ -48,16 +48,6 @@ max-examples = 3
 include-path = "/v1/images"
 include-method = "POST"
 checks.positive_data_acceptance.enabled = false
-# OpenAI's multipart routes, for the same reasons (and a null size or mask sent as "null");
-# the real openai client's valid requests are accepted in tests/test_openai_edits.py.
-[[operations]]
-include-path = "/v1/images/edits"
-include-method = "POST"
-checks.positive_data_acceptance.enabled = false
-[[operations]]
-include-path = "/v1/images/variations"
-include-method = "POST"
-checks.positive_data_acceptance.enabled = false
 """
 
 
