@@ -199,6 +199,9 @@ def edit_a_picture(context: schemathesis.HookContext, body: Any) -> Any:
         return body
     out = _shrink(body)
     picture = _png(64, hole=True)  # 64 px: the smallest size; its alpha marks the region
+    for key in ("image", "image[]", "mask"):  # a form has no null: it would send the text "null"
+        if key in out and out[key] is None:
+            del out[key]
     if _is_file(out.get("image")) or "image" not in out:
         out["image"] = picture
     if isinstance(out.get("image[]"), list) and all(_is_file(f) for f in out["image[]"]):

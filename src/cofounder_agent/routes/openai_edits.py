@@ -10,6 +10,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
+from pydantic import WithJsonSchema
 
 from cofounder_agent.contract.body import Prompt
 from cofounder_agent.contract.errors import InvalidField
@@ -37,6 +38,10 @@ Format = Annotated[ResponseFormat, Form()]
 Model = Annotated[str | None, Form(max_length=200, description="accepted and ignored (see GET /v1/models)")]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 UPLOAD_ERRORS = ERRORS | {413: {"model": OpenAIErrorBody}}
+# An optional file part is absent or a file: a form cannot send null (documented as a plain
+# file, so that schema-driven clients send a file part, not the text "null").
+FILE_SCHEMA = {"type": "string", "contentMediaType": "application/octet-stream"}
+OPTIONAL_FILE = WithJsonSchema(FILE_SCHEMA)
 
 
 async def _read(file: UploadFile, field: str, limit_mb: float) -> bytes:
@@ -53,12 +58,16 @@ async def edit_images(
     images: OpenAIImagesDep,
     settings: SettingsDep,
     prompt: Annotated[Prompt, Form()],
-    image: Annotated[UploadFile | None, File(description="PNG, JPEG or WebP")] = None,
+    image: Annotated[UploadFile | None, File(description="PNG, JPEG or WebP"), OPTIONAL_FILE] = None,
     image_list: Annotated[
-        list[UploadFile] | None, File(alias="image[]", description="as a list: only the first is edited")
+        list[UploadFile] | None,
+        File(alias="image[]", description="as a list: only the first is edited"),
+        WithJsonSchema({"type": "array", "items": FILE_SCHEMA}),
     ] = None,
     mask: Annotated[
-        UploadFile | None, File(description="PNG with alpha, the image's size: fully transparent = edit")
+        UploadFile | None,
+        File(description="PNG with alpha, the image's size: fully transparent = edit"),
+        OPTIONAL_FILE,
     ] = None,
     n: N = 1,
     size: Annotated[str, Form(pattern=SIZE_PATTERN, description="WIDTHxHEIGHT; auto: the image's")] = "auto",
