@@ -6,6 +6,7 @@ import base64
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +29,14 @@ FEATHER = 8  # the edits' feather (services/openai_images.py); a Gaussian reache
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = make_settings(tmp_path_factory.mktemp("openai"), image_api_key=KEY, image_max_upload_mb=0.5)
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("openai")
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[str]:
+    # A budget of 20 megapixel-steps: an edit of 1024x1024 (27 steps) or of 3 x 512x512 is over it.
+    settings = make_settings(home, image_api_key=KEY, image_max_upload_mb=0.5, image_max_job_cost=20)
     with running_server(settings) as url:
         deadline = time.monotonic() + LIMIT_S
         while httpx.get(f"{url}/readyz", headers=AUTH).status_code != 200:  # behind the key too
@@ -190,6 +197,16 @@ def test_other_invalid_fields_are_bad_requests_naming_them(client: openai.OpenAI
     with pytest.raises(openai.BadRequestError) as generations_n:
         client.images.generate(prompt="x", n=9)
     _refused(generations_n.value, "n")
+
+
+def test_an_edit_over_the_budget_names_size_or_n_and_keeps_no_picture(client: openai.OpenAI, home: Path) -> None:
+    stored = {p.name for p in (home / "data").iterdir()}
+    image = ("p.png", _png(_with_hole(_picture())), "image/png")
+    for size, n, param in (("1024x1024", 1, "size"), ("512x512", 3, "n")):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.images.edit(image=image, prompt="x", size=size, n=n)  # type: ignore[arg-type]
+        _refused(raised.value, param)
+    assert {p.name for p in (home / "data").iterdir()} == stored  # the picture and mask went again
 
 
 def test_a_too_large_upload_is_a_413_in_openai_shape(client: openai.OpenAI, server: str) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from cofounder_agent.contract.errors import Conflict, InvalidField, InvalidImage, NotFound, Unavailable
+from cofounder_agent.contract.errors import Conflict, InvalidField, InvalidImage, NotFound, QueueFull, Unavailable
 from cofounder_agent.contract.fields import OPENAI_FIELDS
 from cofounder_agent.jobs.attend import Caller, run_for
 from cofounder_agent.jobs.service import JobService
@@ -123,6 +123,15 @@ def prepare_variation(image: bytes, size: tuple[int, int]) -> bytes:
     return _png(rgb if rgb.size == size else ImageOps.fit(rgb, size, Image.Resampling.LANCZOS))
 
 
+def openai_field(field: str) -> str:
+    """The request field behind a job field the translation wrote (its cost and size checks name them)."""
+    if field.startswith("input_image_ids"):  # an image more than the budget allows
+        return "n"
+    if field.startswith("stages."):  # the work per image: its size
+        return "size"
+    return field
+
+
 class OpenAIImages:
     """Runs OpenAI's image requests as jobs and answers in OpenAI's response shape."""
 
@@ -147,7 +156,7 @@ class OpenAIImages:
         )
         width, height = edit.size
         recipe = JobCreate(prompt=prompt, width=width, height=height, input_image_ids=[picture.id] * n, stages=[stage])
-        return await self.generate(recipe, caller)
+        return await self._run_on(recipe, caller, [picture.id, mask.id])
 
     async def variations(self, picture: bytes, size: tuple[int, int], n: int, caller: Caller) -> JobRow:
         """Refine the stored picture ``n`` times at ``VARIATION_STRENGTH``, each with its own seed."""
@@ -157,7 +166,18 @@ class OpenAIImages:
         recipe = JobCreate(
             prompt=VARIATION_PROMPT, width=width, height=height, input_image_ids=[stored.id] * n, stages=[stage]
         )
-        return await self.generate(recipe, caller)
+        return await self._run_on(recipe, caller, [stored.id])
+
+    async def _run_on(self, recipe: JobCreate, caller: Caller, stored: list[str]) -> JobRow:
+        """Run a job on pictures stored for it; when no job was queued, the pictures go again."""
+        try:
+            return await self.generate(recipe, caller)
+        except (InvalidField, QueueFull) as exc:  # refused before queueing (a retrying client would pile them up)
+            for image_id in stored:
+                await self.gallery.delete_image(image_id)
+            if isinstance(exc, InvalidField):
+                raise InvalidField(openai_field(exc.field or ""), exc.reason) from None
+            raise
 
     async def response(
         self, job: JobRow, response_format: ResponseFormat, url_for: UrlFor, prompt: str | None = None
