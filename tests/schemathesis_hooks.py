@@ -202,7 +202,7 @@ def edit_a_picture(context: schemathesis.HookContext, body: Any) -> Any:
     for key in ("image", "image[]", "mask"):  # a form has no null: it would send the text "null"
         if key in out and out[key] is None:
             del out[key]
-    if _is_file(out.get("image")) or "image" not in out:
+    if _is_file(out.get("image")) or ("image" not in out and "image[]" not in out):  # one or the other
         out["image"] = picture
     if isinstance(out.get("image[]"), list) and all(_is_file(f) for f in out["image[]"]):
         out["image[]"] = [picture] if out["image[]"] else []

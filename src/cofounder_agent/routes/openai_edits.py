@@ -76,6 +76,8 @@ async def edit_images(
     idempotency_key: IdempotencyKey = None,
 ) -> OpenAIImagesResponse:
     """Repaint the region a mask (or the image's own alpha) leaves transparent, ``n`` times."""
+    if image is not None and image_list:  # the SDK sends one or the other: both is ambiguous
+        raise InvalidField("image", "send the picture as image or as image[], not both")
     upload = image or (image_list[0] if image_list else None)
     if upload is None:
         raise InvalidField("image", "send the picture to edit as the file part image (or image[])")
