@@ -48,6 +48,7 @@ _DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/images/generations"): {"size": "64x64"},
 }
 _ID = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART = ("/v1/images", "/v1/images/edits", "/v1/images/variations")
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 _MODES = ("ensemble", "img2img", "none")
 
@@ -60,9 +61,13 @@ def _is_fraction(value: Any, *, closed: bool = False) -> bool:
     return type(value) in (int, float) and 0 < value < 1 + closed and type(value) is not bool
 
 
-def _png() -> bytes:
+def _png(size: int = 16, hole: bool = False) -> bytes:
+    """A picture; with ``hole``, RGBA with a fully transparent square (OpenAI's mark of the region to edit)."""
+    image = Image.new("RGBA" if hole else "RGB", (size, size), (90, 140, 200))
+    if hole:
+        image.paste((0, 0, 0, 0), (size // 4, size // 4, size // 2, size // 2))
     buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (90, 140, 200)).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -200,7 +205,7 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     """Send each body as ``repair`` leaves it."""
     # Uploads are done in map_body: schemathesis counts a body it re-validates with bytes in it
     # as negative, so a multipart body is left as generated here.
-    if isinstance(case.body, dict) and case.operation.path != "/v1/images":
+    if isinstance(case.body, dict) and case.operation.path not in _MULTIPART:
         case.body = repair(case.operation.method.upper(), case.operation.path, case.body)
 
 
@@ -210,3 +215,39 @@ def upload_a_picture(context: schemathesis.HookContext, body: Any) -> Any:
     if isinstance(body, dict) and isinstance(body.get("file"), bytes | str):
         body = {**_references(body), "file": _png()}
     return body
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, bytes | str)
+
+
+@schemathesis.hook("map_body").apply_to(path="/v1/images/edits", method="POST")
+def edit_a_picture(context: schemathesis.HookContext, body: Any) -> Any:
+    """Edit a small picture the server decodes, with a mask of its size (or its own alpha)."""
+    if not isinstance(body, dict):
+        return body
+    out = _shrink(body)
+    picture = _png(64, hole=True)  # 64 px: the smallest size; its alpha marks the region
+    for key in ("image", "image[]", "mask"):  # a form has no null: it would send the text "null"
+        if key in out and out[key] is None:
+            del out[key]
+    if _is_file(out.get("image")) or ("image" not in out and "image[]" not in out):  # one or the other
+        out["image"] = picture
+    if isinstance(out.get("image[]"), list) and all(_is_file(f) for f in out["image[]"]):
+        out["image[]"] = [picture] if out["image[]"] else []
+    if _is_file(out.get("mask")):
+        out["mask"] = picture
+    return out
+
+
+@schemathesis.hook("map_body").apply_to(path="/v1/images/variations", method="POST")
+def vary_a_picture(context: schemathesis.HookContext, body: Any) -> Any:
+    """Vary a picture the server decodes, one at a time, at the smallest size."""
+    if not isinstance(body, dict):
+        return body
+    out = _shrink(body)
+    if out.get("size") in ("512x512", "1024x1024"):
+        out["size"] = "256x256"
+    if _is_file(out.get("image")):
+        out["image"] = _png(64)
+    return out

@@ -5,14 +5,22 @@ from __future__ import annotations
 import httpx
 import pytest
 
+DEEP = '{"prompt": "x", "extra": ' + "[" * 600 + "]" * 600 + "}"
 
-@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/images/generations", "/api/media/generate-image"])
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/api/media/generate-image"])
 def test_a_deeply_nested_body_is_a_422_not_a_500(tiny_server: str, path: str) -> None:
     # Valid JSON, 1.2 kB: deep enough to exhaust a recursive walk of the body.
-    body = '{"prompt": "x", "extra": ' + "[" * 600 + "]" * 600 + "}"
-    response = httpx.post(tiny_server + path, content=body, headers={"Content-Type": "application/json"})
+    response = httpx.post(tiny_server + path, content=DEEP, headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "body"
+
+
+def test_a_deeply_nested_openai_body_is_a_400_in_openai_shape(tiny_server: str) -> None:
+    path = "/v1/images/generations"  # OpenAI's clients raise BadRequestError on a 400 (openai_errors.py)
+    response = httpx.post(tiny_server + path, content=DEEP, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "body"
 
 
 @pytest.mark.parametrize(

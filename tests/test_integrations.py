@@ -153,5 +153,6 @@ def test_openai_client_urls_and_errors(server: str) -> None:
     result = client.images.generate(prompt="two kites", n=2, size="64x64", response_format="url")  # type: ignore[arg-type]
     urls = [item.url or "" for item in result.data]
     assert len(urls) == 2 and all(httpx.get(u).headers["content-type"] == "image/png" for u in urls)
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError) as raised:  # a 400: the client retries no 4xx but 409/429
         client.images.generate(prompt="x", size="1001x1001")  # type: ignore[arg-type]
+    assert raised.value.param == "size" and raised.value.body["type"] == "invalid_request_error"  # type: ignore[index]

@@ -15,6 +15,7 @@ from cofounder_agent.jobs.store import Store
 from cofounder_agent.services.featured_image import FeaturedImageService
 from cofounder_agent.services.fleet import Fleet
 from cofounder_agent.services.gallery import Gallery
+from cofounder_agent.services.openai_images import OpenAIImages
 from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.storage import ImageStore
 
@@ -37,6 +38,13 @@ FeaturedImageDep = Annotated[FeaturedImageService, Depends(_from_state("featured
 JobServiceDep = Annotated[JobService, Depends(_from_state("jobs"))]
 JobStoreDep = Annotated[Store, Depends(_from_state("job_store"))]
 GalleryDep = Annotated[Gallery, Depends(_from_state("gallery"))]
+
+
+def _openai_images(jobs: JobServiceDep, gallery: GalleryDep, files: ImageFilesDep) -> OpenAIImages:
+    return OpenAIImages(jobs, gallery, files)
+
+
+OpenAIImagesDep = Annotated[OpenAIImages, Depends(_openai_images)]
 
 
 def disconnect_of(receive: Receive) -> Gone:

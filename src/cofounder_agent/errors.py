@@ -23,6 +23,7 @@ from cofounder_agent.contract.errors import (
     UpstreamFailed,
     UpstreamTimeout,
 )
+from cofounder_agent.openai_errors import openai_error, openai_shaped
 from cofounder_agent.schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger(__name__)
@@ -141,4 +142,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; see the server log")
+        message = "internal error; see the server log"
+        if openai_shaped(request.url.path):  # rendered outside the middleware that would reshape it
+            return JSONResponse(openai_error(500, "internal", message, None)[1], status_code=500)
+        return error_response(500, "internal", message)

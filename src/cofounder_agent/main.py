@@ -26,6 +26,7 @@ from cofounder_agent.middleware import (
     InFlightMiddleware,
 )
 from cofounder_agent.migrations import redacted
+from cofounder_agent.openai_errors import OpenAIErrorShape
 from cofounder_agent.openapi import install_openapi
 from cofounder_agent.routes import (
     a1111,
@@ -52,6 +53,8 @@ from cofounder_agent.storage import ImageStore
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
+# The OpenAI routes that take pictures (multipart): the upload limit, a 413 naming image.
+PICTURE_PATHS = ("/v1/images/edits", "/v1/images/variations")
 
 
 def create_app(
@@ -140,20 +143,21 @@ def create_app(
     body_limit, upload_limit = int(settings.image_max_body_mb * MB), int(settings.image_max_upload_mb * MB)
     b64_limit = upload_limit * 4 // 3 + MB  # a picture as base64 in JSON: 4/3 of its bytes, plus the other fields
     app.add_middleware(FormAsJsonMiddleware)
-    app.add_middleware(
-        DeclaredSizeMiddleware,
-        default=body_limit,
-        routes={"/v1/images": (upload_limit, "file"), "/sdapi/v1/extra-single-image": (b64_limit, "image")},
-    )
+    uploads = {"/v1/images": (upload_limit, "file")} | {path: (upload_limit, "image") for path in PICTURE_PATHS}
+    uploads["/sdapi/v1/extra-single-image"] = (b64_limit, "image")
+    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes=uploads)
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
+    app.add_middleware(OpenAIErrorShape)  # outside the middleware answering 401 and 413
     app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
     install_error_handlers(app)
     install_openapi(app, api_key=settings.image_api_key is not None)
     # openai_compat before images: POST /v1/images/generations is not an image id.
-    routers = (health, metrics, media_routes, jobs, openai_compat, openai_edits, images, boards, recipes)
+    # openai_edits too: POST /v1/images/edits and /variations are not image ids either.
+    routers = (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes)
     for module in (*routers, a1111, a1111_info):
         app.include_router(module.router, max_body_size=body_limit)
     app.include_router(images.upload_router, max_body_size=upload_limit)
     app.include_router(a1111_info.upload_router, max_body_size=b64_limit)  # base64 pictures
+    app.include_router(openai_edits.router, max_body_size=upload_limit)  # pictures, in multipart forms
     return app

@@ -1,63 +1,57 @@
-"""OpenAI Images API compatibility: the official ``openai`` client works with base_url pointed here."""
+"""OpenAI Images API compatibility: the official ``openai`` client works with base_url pointed here.
+
+Errors on these paths come in OpenAI's shape (``openai_errors.py``); edits and variations,
+which take pictures, live in ``openai_edits.py`` under the upload body limit.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import time
-from typing import Annotated
+from pathlib import PurePath
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from cofounder_agent.contract.fields import OPENAI_FIELDS
-from cofounder_agent.deps import ImageFilesDep, JobServiceDep, disconnect_of
-from cofounder_agent.errors import AppError
-from cofounder_agent.jobs.attend import Caller, run_for
-from cofounder_agent.schemas import ErrorBody
+from cofounder_agent.deps import FleetDep, OpenAIImagesDep, SettingsDep, disconnect_of
+from cofounder_agent.jobs.attend import Caller
+from cofounder_agent.routes.images import image_url
 from cofounder_agent.schemas.jobs import JobCreate
-from cofounder_agent.schemas.openai import OpenAIImage, OpenAIImageRequest, OpenAIImagesResponse
+from cofounder_agent.schemas.openai import (
+    OpenAIErrorBody,
+    OpenAIImageRequest,
+    OpenAIImagesResponse,
+    OpenAIModel,
+    OpenAIModelList,
+)
 
 router = APIRouter(tags=["openai"])
-# Where job options live in OpenAI's body: the size sets width, height and (through the
-# server's defaults) the work per image; n is num_images.
+# The errors a synchronous OpenAI call can answer besides the body's own (see openapi.py).
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": OpenAIErrorBody} for status in (400, 404, 409, 429, 503)}
+OWNER = "cofounder-agent"
 
 
-@router.post(
-    "/v1/images/generations",
-    response_model_exclude_none=True,
-    responses={
-        409: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-        429: {"model": ErrorBody},
-        503: {"model": ErrorBody},
-    },
-)
+@router.post("/v1/images/generations", response_model_exclude_none=True, responses=ERRORS)
 async def create_images(
     body: OpenAIImageRequest,
     request: Request,
-    jobs: JobServiceDep,
-    store: ImageFilesDep,
+    images: OpenAIImagesDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OpenAIImagesResponse:
     """Generate ``n`` images through the job queue and answer in OpenAI's format.
 
     A client that leaves first cancels its job, unless it sent an ``Idempotency-Key``.
     """
+    # The size sets width and height (and, through the server's defaults, the work per image).
     width, height = body.dimensions
     recipe = JobCreate(prompt=body.prompt, width=width, height=height, num_images=body.n)
-    job = await run_for(jobs, recipe, Caller(disconnect_of(request.receive), idempotency_key), OPENAI_FIELDS)
-    if job.status == "cancelled":  # by someone else (DELETE /v1/jobs/{id}): not a server failure
-        raise AppError(409, "job_cancelled", f"job {job.id} was cancelled: {job.error}", field="job_id")
-    if job.status != "succeeded":
-        raise AppError(503, "generation_failed", f"job {job.id} {job.status}: {job.error}")
-    data = []
-    for image_id in job.image_ids:
-        if body.response_format == "b64_json":
-            stored = store.find(image_id)
-            assert stored is not None
-            raw = await asyncio.to_thread(stored.path.read_bytes)
-            data.append(OpenAIImage(b64_json=base64.b64encode(raw).decode(), revised_prompt=body.prompt))
-        else:
-            url = str(request.url_for("get_image", image_id=image_id))
-            data.append(OpenAIImage(url=url, revised_prompt=body.prompt))
-    return OpenAIImagesResponse(created=int(time.time()), data=data)
+    job = await images.generate(recipe, Caller(disconnect_of(request.receive), idempotency_key))
+    return await images.response(job, body.response_format, image_url(request), body.prompt)
+
+
+@router.get("/v1/models", responses={503: {"model": OpenAIErrorBody}})
+async def list_models(fleet: FleetDep, settings: SettingsDep) -> OpenAIModelList:
+    """The model requests run on: the fleet's loaded base model (a request's ``model`` is not checked)."""
+    status = await fleet.status()
+    name = status.base_model or settings.image_model
+    # A hub id as it is; a local folder or file by its name (the server's paths stay its own).
+    model_id = PurePath(name).name if PurePath(name).is_absolute() else name
+    return OpenAIModelList(data=[OpenAIModel(id=model_id, created=0, owned_by=OWNER)])
