@@ -139,7 +139,10 @@ def create_app(
     # and by declared size up front, answered in the API's error shape.
     body_limit, upload_limit = int(settings.image_max_body_mb * MB), int(settings.image_max_upload_mb * MB)
     app.add_middleware(FormAsJsonMiddleware)
-    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes={"/v1/images": (upload_limit, "file")})
+    pictures = {"/v1/images": (upload_limit, "file")}
+    # A1111 sends pictures as base64 in JSON (4/3 of their size): the upload limit.
+    pictures |= {"/sdapi/v1/img2img": (upload_limit, "init_images"), "/sdapi/v1/png-info": (upload_limit, "image")}
+    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes=pictures)
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
@@ -147,7 +150,8 @@ def create_app(
     install_openapi(app, api_key=settings.image_api_key is not None)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     routers = (health, metrics, media_routes, jobs, openai_compat, openai_edits, images, boards, recipes)
-    for module in (*routers, a1111, a1111_info):
+    for module in (*routers, a1111_info):
         app.include_router(module.router, max_body_size=body_limit)
-    app.include_router(images.upload_router, max_body_size=upload_limit)
+    for router in (images.upload_router, a1111.router):  # pictures in the body
+        app.include_router(router, max_body_size=upload_limit)
     return app

@@ -14,6 +14,7 @@ one) has no infotext.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ _IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 def quote(value: object) -> str:
     """A value as A1111 writes it: JSON-quoted when it holds a separator."""
     text = str(value)
-    if not any(mark in text for mark in ",:\"\n"):
+    if not any(mark in text for mark in ',:"\n'):
         return text
     return json.dumps(text, ensure_ascii=False)
 
@@ -70,9 +71,28 @@ def infotext(metadata: Mapping[str, Any], size: tuple[int, int]) -> str | None:
     first = next((spec for spec in stages if _denoised(spec)), None)
     if not generated and first is None:
         return None  # e.g. an upload upscaled by a learned model: no prompt, steps or seed made it
-    sampler, schedule = A1111_NAMES.get(params.get("scheduler", ""), (None, None))
-    # A refined picture's steps and guidance are its first denoising stage's.
+    # A refined picture's steps, guidance and prompt are its first denoising stage's.
     source: Mapping[str, Any] = params if generated or first is None else first
+    pairs = _pairs(params, source, stages, size)
+    upscales = [spec for spec in stages if spec.get("type") == "upscale"]
+    if generated:
+        pairs["Model"] = model_name(metadata.get("model"))
+    strength_of = upscales[0] if generated and upscales else first
+    if strength_of is not None and _denoised(strength_of):
+        pairs["Denoising strength"] = _number(strength_of.get("strength"))
+    pairs |= _extras(metadata, params, stages, upscales)
+    pairs["Version"] = VERSION
+    line = ", ".join(f"{key}: {quote(value)}" for key, value in pairs.items() if value is not None)
+    negative = params.get("negative_prompt")
+    head = str(source.get("prompt") or params["prompt"]) + (f"\nNegative prompt: {negative}" if negative else "")
+    return f"{head}\n{line}"
+
+
+def _pairs(
+    params: Mapping[str, Any], source: Mapping[str, Any], stages: list[dict[str, Any]], size: tuple[int, int]
+) -> dict[str, object | None]:
+    """The infotext's keys from Steps to Size, in A1111's order."""
+    sampler, schedule = A1111_NAMES.get(params.get("scheduler", ""), (None, None))
     pairs: dict[str, object | None] = {
         "Steps": source.get("steps") or params.get("steps"),
         "Sampler": sampler,
@@ -84,23 +104,12 @@ def infotext(metadata: Mapping[str, Any], size: tuple[int, int]) -> str | None:
     if faces:
         pairs["Face restoration"] = model_name(faces[-1].get("face_model")) or "face_restore"
     width, height = size
-    upscales = [spec for spec in stages if spec.get("type") == "upscale"]
-    for spec in upscales:  # Size is what the first pass made, as A1111 writes it for hires fix
-        factor = spec.get("factor") or 1
-        width, height = width // factor, height // factor
+    for spec in stages:  # Size is what the first pass made, as A1111 writes it for hires fix
+        if spec.get("type") == "upscale":
+            factor = spec.get("factor") or 1
+            width, height = width // factor, height // factor
     pairs["Size"] = f"{width}x{height}"
-    if generated:
-        pairs["Model"] = model_name(metadata.get("model"))
-    strength_of = upscales[0] if generated and upscales else first
-    if strength_of is not None and _denoised(strength_of):
-        pairs["Denoising strength"] = _number(strength_of.get("strength"))
-    pairs |= _extras(metadata, params, stages, upscales)
-    pairs["Version"] = VERSION
-    line = ", ".join(f"{key}: {quote(value)}" for key, value in pairs.items() if value is not None)
-    negative = params.get("negative_prompt")
-    prompt = (first or {}).get("prompt") if not generated else None
-    head = str(prompt or params.get("prompt", "")) + (f"\nNegative prompt: {negative}" if negative else "")
-    return f"{head}\n{line}"
+    return pairs
 
 
 def _extras(
@@ -143,10 +152,8 @@ def parse(text: str) -> dict[str, str]:
     found = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
     for key, value in _PARAM.findall(last):
         if len(value) > 1 and value[0] == '"' and value[-1] == '"':
-            try:
+            with contextlib.suppress(ValueError):
                 value = str(json.loads(value))
-            except ValueError:
-                pass
         size = _IMAGE_SIZE.match(value)
         if size is not None:
             found[f"{key}-1"], found[f"{key}-2"] = size.group(1), size.group(2)
