@@ -1,9 +1,10 @@
 """AUTOMATIC1111's ``/sdapi/v1`` request and response shapes (txt2img, img2img, png-info).
 
 As in A1111's own pydantic models, keys this server does not know are ignored (SillyTavern sends
-``url`` and ``auth``, webuiapi dozens of sampler tweaks) and values are read leniently. The
-fields declared here are the ones A1111 declares and clients send; docs/compatibility.md says
-for each whether it is mapped, ignored or refused. ``parameters`` in a response echoes them.
+``url`` and ``auth``, webuiapi dozens of sampler tweaks). Values are typed as JSON has them, as
+in every body of this API (a number is not a string). The fields declared here are the ones
+A1111 declares and clients send; docs/compatibility.md says for each whether it is mapped,
+ignored or refused. ``parameters`` in a response echoes them.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cofounder_agent.contract.body import Dimension, Prompt
+from cofounder_agent.contract.body import Body, Dimension, Prompt
 from cofounder_agent.contract.params import MAX_SEED
 
-_LENIENT = ConfigDict(extra="ignore")
+_UNKNOWN_KEYS_IGNORED = ConfigDict(extra="ignore", strict=True)
 _Text = Field("", max_length=2000)
 
 
-class A1111Common(BaseModel):
+class A1111Common(Body):
     """What txt2img and img2img share (A1111's StableDiffusionProcessing plus its API fields)."""
 
-    model_config = _LENIENT
+    model_config = _UNKNOWN_KEYS_IGNORED
 
     prompt: Prompt = Field(description="required and not empty here (A1111 allows an empty prompt)")
     negative_prompt: str | None = _Text
@@ -115,8 +116,8 @@ class A1111ImagesResponse(BaseModel):
     info: str
 
 
-class A1111PngInfoRequest(BaseModel):
-    model_config = _LENIENT
+class A1111PngInfoRequest(Body):
+    model_config = _UNKNOWN_KEYS_IGNORED
 
     image: str = Field(description="base64 picture, a data: URL allowed")
 
