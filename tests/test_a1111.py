@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +199,24 @@ def test_infotext_quotes_separators_and_parses_back() -> None:
     stages = [{"outcome": "ok", "spec": learned}]
     upscaled = {"source": "refined", "params": metadata["params"], "recipe_stages": stages}
     assert infotext(upscaled, (128, 128)) is None
+
+
+def test_a_cancelled_job_answers_200_with_the_pictures_done(server: str) -> None:
+    # What /sdapi/v1/interrupt does (through the job service): A1111 answers with what it made.
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 60, "batch_size": 3, "seed": 1}
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_post, server, body)
+        deadline = time.monotonic() + LIMIT_S
+        job: dict[str, Any] = {}
+        while time.monotonic() < deadline and not pending.done():
+            running = httpx.get(f"{server}/v1/jobs", params={"status": "running"}).json()["data"]
+            job = running[0] if running else {}
+            if job.get("progress", 0) > 0.4:  # the first of three pictures is done
+                break
+            time.sleep(0.05)
+        assert httpx.delete(f"{server}/v1/jobs/{job['id']}", timeout=LIMIT_S).status_code == 200
+        response = pending.result(timeout=LIMIT_S)
+    assert response.status_code == 200, response.text
+    info = json.loads(response.json()["info"])
+    assert info["status"] == "cancelled" and info["all_seeds"] == [1, 2, 3]
+    assert 1 <= len(response.json()["images"]) == len(info["infotexts"]) < 3
