@@ -161,15 +161,20 @@ def test_png_info_of_a_picture_without_parameters_and_of_bytes_that_are_none(ser
     assert broken.status_code == 422 and broken.json()["error"]["field"] == "image"
 
 
-def test_basic_auth_takes_the_api_key_as_password(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, image_api_key="s3cret")
+def test_basic_auth_takes_the_api_key_as_password_and_pictures_take_the_upload_limit(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, image_api_key="s3cret", image_max_body_mb=0.01, image_max_upload_mb=0.1)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     with running_server(settings) as url:
         body = {"image": ""}
         right = _post(url, body, "/sdapi/v1/png-info", auth=("anyone", "s3cret"))
+        # A picture over the JSON body limit but within the upload limit is read; one over it is a 413.
+        picture = _post(url, {"image": _png(noise)}, "/sdapi/v1/png-info", auth=("anyone", "s3cret"))
+        big = _post(url, {"image": _png(noise.resize((256, 256)))}, "/sdapi/v1/png-info", auth=("u", "s3cret"))
         wrong = _post(url, body, "/sdapi/v1/png-info", auth=("anyone", "guess"))
         # SillyTavern's "Basic " without credentials (HTTP drops the trailing space).
         empty = _post(url, body, "/sdapi/v1/png-info", headers={"Authorization": "Basic"})
-    assert right.status_code == 200
+    assert right.status_code == 200 and picture.status_code == 200, picture.text
+    assert big.status_code == 413 and big.json()["error"]["field"] == "image"
     assert wrong.status_code == 401 and empty.status_code == 401
     assert 'Basic realm="cofounder-agent"' in wrong.headers.get_list("www-authenticate")
 
