@@ -7,6 +7,7 @@ leaves cancels it unless it sent an ``Idempotency-Key``); the answer is A1111's,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Annotated
 
@@ -92,4 +93,4 @@ async def img2img(
 @router.post("/png-info", responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 async def read_png_info(body: A1111PngInfoRequest) -> A1111PngInfoResponse:
     """A picture's generation parameters (A1111's infotext, parsed) and its other text chunks."""
-    return png_info(body.image)
+    return await asyncio.to_thread(png_info, body.image)  # base64 and PNG decoding: off the event loop

@@ -23,7 +23,7 @@ from cofounder_agent.contract.stage import StageSpec
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.schemas.a1111 import A1111Common, A1111ImagesResponse, A1111Img2Img, A1111Txt2Img
 from cofounder_agent.schemas.jobs import JobCreate, RefinerSpec
-from cofounder_agent.services.a1111_images import as_mask, filled, open_picture, png_bytes, resized
+from cofounder_agent.services.a1111_images import init_pictures
 from cofounder_agent.services.gallery import Gallery
 from cofounder_agent.stages import FaceRestoreStage, InpaintStage, RefineStage, UpscaleStage
 from cofounder_agent.stages.common import MODEL_FILE
@@ -161,26 +161,23 @@ def _upscaler(name: str | None, settings: Settings) -> str | None:
 async def img2img(body: A1111Img2Img, settings: Settings, gallery: Gallery) -> Translation:
     """An img2img request as a job: its pictures stored (resized to width x height), then a refine or an inpaint."""
     options = _common(body)
-    size = (body.width, body.height)
-    pictures = [
-        resized(open_picture(value, f"init_images.{index}").convert("RGB"), size, body.resize_mode)
-        for index, value in enumerate(body.init_images)
-    ]
-    mask = None
-    if body.mask:
-        drawn = resized(open_picture(body.mask, "mask"), size, body.resize_mode)
-        mask = as_mask(drawn, bool(body.inpainting_mask_invert))
-        if mask.getbbox() is None:
-            raise InvalidField("mask", "marks nothing to repaint (white = repaint; see inpainting_mask_invert)")
-        if body.inpainting_fill == 0:
-            pictures = [filled(picture, mask) for picture in pictures]
-    stored = [(await gallery.upload(await asyncio.to_thread(png_bytes, p), None)).id for p in pictures]
+    # Decoding, resizing and filling take a while on big pictures: off the event loop.
+    pictures, mask = await asyncio.to_thread(
+        init_pictures,
+        body.init_images,
+        body.mask,
+        (body.width, body.height),
+        body.resize_mode,
+        invert=bool(body.inpainting_mask_invert),
+        fill=body.inpainting_fill == 0,
+    )
+    stored = [(await gallery.upload(picture, None)).id for picture in pictures]
     uploaded = list(stored)
     count = body.batch_size * body.n_iter
     names = {"stages.0": "denoising_strength", "stages.0.strength": "denoising_strength", "stages.0.steps": "steps"}
     stages: list[StageSpec]
     if mask is not None:
-        mask_id = (await gallery.upload(await asyncio.to_thread(png_bytes, mask), None)).id
+        mask_id = (await gallery.upload(mask, None)).id
         uploaded.append(mask_id)
         blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y)
         inpaint = InpaintStage(

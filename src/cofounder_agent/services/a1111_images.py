@@ -81,6 +81,27 @@ def png_bytes(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def init_pictures(
+    init_images: list[str], mask: str | None, size: tuple[int, int], resize_mode: int, *, invert: bool, fill: bool
+) -> tuple[list[bytes], bytes | None]:
+    """img2img's pictures as PNGs of ``size``, and its binary mask (None: no mask).
+
+    ``fill``: A1111's inpainting_fill 0, the masked area pre-filled from its surroundings.
+    """
+    pictures = [
+        resized(open_picture(value, f"init_images.{index}").convert("RGB"), size, resize_mode)
+        for index, value in enumerate(init_images)
+    ]
+    if not mask:
+        return [png_bytes(picture) for picture in pictures], None
+    binary = as_mask(resized(open_picture(mask, "mask"), size, resize_mode), invert)
+    if binary.getbbox() is None:
+        raise InvalidField("mask", "marks nothing to repaint (white = repaint; see inpainting_mask_invert)")
+    if fill:
+        pictures = [filled(picture, binary) for picture in pictures]
+    return [png_bytes(picture) for picture in pictures], png_bytes(binary)
+
+
 def png_info(value: str) -> A1111PngInfoResponse:
     """A picture's ``parameters`` text and its other text chunks, as A1111's /png-info answers."""
     if not value.strip():
