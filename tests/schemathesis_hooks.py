@@ -13,8 +13,10 @@ changed in any event. Two kinds of rewrite:
    in which a stage runs no step (steps x strength, steps x switch_at), refiner options of
    another mode, variations not last, an inpaint with both or neither of mask and box,
    references to boards, pictures, recipes and model files that do not exist, a seed request
-   that allows no source. Their 422s have tests of their own; here positive cases keep clear
-   of them so that ``positive_data_acceptance`` checks everything else.
+   that allows no source, an A1111 model other than the loaded one, an A1111 upscale that is not
+   2x/4x of a decodable picture (or asks for faces on a server without a face model). Their
+   422s have tests of their own; here positive cases keep clear of them so that
+   ``positive_data_acceptance`` checks everything else.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ _DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 _MODES = ("ensemble", "img2img", "none")
-_A1111 = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/png-info")
+_A1111_GENERATION = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/png-info")
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:
@@ -146,8 +148,34 @@ def _stages(stages: Any) -> Any:
     return [_stage(s) for s in rest + variations[-1:]]
 
 
+def _a1111(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A1111's options and extras: the loaded model only; a decodable picture, 2x, no face model."""
+    out = dict(body)
+    if path == "/sdapi/v1/options":
+        out.pop("sd_model_checkpoint", None)  # only the loaded model's title is accepted
+        return out
+    if isinstance(out.get("image"), str) and out["image"]:
+        out["image"] = base64.b64encode(_png()).decode()
+    if _is_number(out.get("upscaling_resize")) and 0 < out["upscaling_resize"] <= 8:
+        out["upscaling_resize"] = 2  # 2 or 4 only
+    for key in ("gfpgan_visibility", "codeformer_visibility", "extras_upscaler_2_visibility"):
+        if _is_number(out.get(key)) and 0 <= out[key] <= 1:
+            out[key] = 0  # the server has no face model; one upscaler
+    if out.get("resize_mode") == 1 and type(out["resize_mode"]) is int:
+        out["resize_mode"] = 0
+    if isinstance(out.get("upscaler_1"), str):
+        out["upscaler_1"] = "None"
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
 def repair(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """The body with small work and clear of the cross-field rules (see the module docstring)."""
+    if path in ("/sdapi/v1/options", "/sdapi/v1/extra-single-image"):
+        return _a1111(path, body)
     out = _references(_shrink({**_DEFAULTS.get((method, path), {}), **body}))
     if "stages" in out:
         out["stages"] = _stages(out["stages"])
@@ -168,7 +196,7 @@ def repair(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _a1111(path: str, body: dict[str, Any]) -> dict[str, Any]:
+def _a1111_generation(path: str, body: dict[str, Any]) -> dict[str, Any]:
     """A1111's txt2img/img2img/png-info: small work, decodable pictures, clear of the 422s by design.
 
     Those (docs/compatibility.md): sampler and schedule names we do not run, more than 8 images,
@@ -218,8 +246,8 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     """Send each body as ``repair`` leaves it."""
     # Uploads are done in map_body: schemathesis counts a body it re-validates with bytes in it
     # as negative, so a multipart body is left as generated here.
-    if isinstance(case.body, dict) and case.operation.path.startswith(_A1111):
-        case.body = _a1111(case.operation.path, case.body)
+    if isinstance(case.body, dict) and case.operation.path.startswith(_A1111_GENERATION):
+        case.body = _a1111_generation(case.operation.path, case.body)
     elif isinstance(case.body, dict) and case.operation.path != "/v1/images":
         case.body = repair(case.operation.method.upper(), case.operation.path, case.body)
 

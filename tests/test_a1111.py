@@ -169,7 +169,9 @@ def test_basic_auth_takes_the_api_key_as_password_and_pictures_take_the_upload_l
         right = _post(url, body, "/sdapi/v1/png-info", auth=("anyone", "s3cret"))
         # A picture over the JSON body limit but within the upload limit is read; one over it is a 413.
         picture = _post(url, {"image": _png(noise)}, "/sdapi/v1/png-info", auth=("anyone", "s3cret"))
-        big = _post(url, {"image": _png(noise.resize((256, 256)))}, "/sdapi/v1/png-info", auth=("u", "s3cret"))
+        # The limit: the upload limit's base64 (4/3) plus 1 MB for the other fields.
+        large = Image.fromarray(np.random.default_rng(1).integers(0, 255, (640, 640, 3), dtype=np.uint8))
+        big = _post(url, {"image": _png(large)}, "/sdapi/v1/png-info", auth=("u", "s3cret"))
         wrong = _post(url, body, "/sdapi/v1/png-info", auth=("anyone", "guess"))
         # SillyTavern's "Basic " without credentials (HTTP drops the trailing space).
         empty = _post(url, body, "/sdapi/v1/png-info", headers={"Authorization": "Basic"})

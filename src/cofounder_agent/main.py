@@ -138,11 +138,12 @@ def create_app(
     # Body limits: per router (FastAPI also counts bodies without a Content-Length there),
     # and by declared size up front, answered in the API's error shape.
     body_limit, upload_limit = int(settings.image_max_body_mb * MB), int(settings.image_max_upload_mb * MB)
+    b64_limit = upload_limit * 4 // 3 + MB  # a picture as base64 in JSON: 4/3 of its bytes, plus the other fields
     app.add_middleware(FormAsJsonMiddleware)
-    pictures = {"/v1/images": (upload_limit, "file")}
-    # A1111 sends pictures as base64 in JSON (4/3 of their size): the upload limit.
-    pictures |= {"/sdapi/v1/img2img": (upload_limit, "init_images"), "/sdapi/v1/png-info": (upload_limit, "image")}
-    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes=pictures)
+    base64_pictures = ("/sdapi/v1/extra-single-image", "/sdapi/v1/img2img", "/sdapi/v1/png-info")
+    routes = {"/v1/images": (upload_limit, "file")}
+    routes |= {path: (b64_limit, "init_images" if path.endswith("img2img") else "image") for path in base64_pictures}
+    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes=routes)
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
@@ -152,6 +153,7 @@ def create_app(
     routers = (health, metrics, media_routes, jobs, openai_compat, openai_edits, images, boards, recipes)
     for module in (*routers, a1111_info):
         app.include_router(module.router, max_body_size=body_limit)
-    for router in (images.upload_router, a1111.router):  # pictures in the body
-        app.include_router(router, max_body_size=upload_limit)
+    app.include_router(images.upload_router, max_body_size=upload_limit)
+    for router in (a1111_info.upload_router, a1111.router):  # base64 pictures in JSON
+        app.include_router(router, max_body_size=b64_limit)
     return app
