@@ -10,7 +10,8 @@ changed in any event. Two kinds of rewrite:
    job the run queues (and the synchronous generation endpoints wait for) takes moments.
 2. Rules across fields or resources, which the API refuses with a 422 naming the field by
    design (docs/jobs.md, docs/stages.md) and which a JSON Schema cannot express: a schedule
-   in which a stage runs no step (steps x strength, steps x switch_at), refiner options of
+   in which a stage runs no step (steps x strength, an inpaint's own steps x strength, steps x
+   switch_at), refiner options of
    another mode, variations not last, an inpaint with both or neither of mask and box,
    references to boards, pictures, recipes and model files that do not exist, a seed request
    that allows no source, an A1111 model other than the loaded one, an A1111 upscale that is not
@@ -132,6 +133,11 @@ def _stage(stage: Any) -> Any:
     if kind == "variations" and isinstance(out.get("prompts"), list) and len(out["prompts"]) > 1:
         out["prompts"] = out["prompts"][:1]
     if kind == "inpaint":
+        # Its own strength and steps replace the detail level's: keep at least one step.
+        if _is_fraction(out.get("strength"), closed=True):
+            out["strength"] = 0.5
+        if _is_int(out.get("steps"), 1, 200):
+            out["steps"] = 4
         box = out.get("box")
         if box is None or (isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)):
             out["box"] = [0, 0, 8, 8]
