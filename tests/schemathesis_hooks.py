@@ -12,10 +12,11 @@ changed in any event. Two kinds of rewrite:
    design (docs/jobs.md, docs/stages.md) and which a JSON Schema cannot express: a schedule
    in which a stage runs no step (steps x strength, an inpaint's own steps x strength, steps x
    switch_at), refiner options of another mode, variations not last, an inpaint with both or
-   neither of mask and box, references to boards, pictures, recipes and model files that do not exist, a seed request
-   that allows no source, an A1111 model other than the loaded one, an A1111 upscale that is not
-   2x/4x of a decodable picture (or asks for faces on a server without a face model). Their
-   422s have tests of their own; here positive cases keep clear of them so that
+   neither of mask and box, references to boards, pictures, recipes and model files that do
+   not exist, a seed request that allows no source, an A1111 model other than the loaded
+   one, an A1111 upscale that is not 2x/4x of a decodable picture (or asks for faces on a
+   server without a face model). Their 422s have tests of their own; here positive cases
+   keep clear of them so that
    ``positive_data_acceptance`` checks everything else.
 """
 
