@@ -10,12 +10,13 @@ changed in any event. Two kinds of rewrite:
    job the run queues (and the synchronous generation endpoints wait for) takes moments.
 2. Rules across fields or resources, which the API refuses with a 422 naming the field by
    design (docs/jobs.md, docs/stages.md) and which a JSON Schema cannot express: a schedule
-   in which a stage runs no step (steps x strength, steps x switch_at), refiner options of
-   another mode, variations not last, an inpaint with both or neither of mask and box,
-   references to boards, pictures, recipes and model files that do not exist, a seed request
-   that allows no source, an A1111 model other than the loaded one, an A1111 upscale that is not
-   2x/4x of a decodable picture (or asks for faces on a server without a face model). Their
-   422s have tests of their own; here positive cases keep clear of them so that
+   in which a stage runs no step (steps x strength, an inpaint's own steps x strength, steps x
+   switch_at), refiner options of another mode, variations not last, an inpaint with both or
+   neither of mask and box, references to boards, pictures, recipes and model files that do
+   not exist, a seed request that allows no source, an A1111 model other than the loaded
+   one, an A1111 upscale that is not 2x/4x of a decodable picture (or asks for faces on a
+   server without a face model). Their 422s have tests of their own; here positive cases
+   keep clear of them so that
    ``positive_data_acceptance`` checks everything else.
 """
 
@@ -51,6 +52,7 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART = ("/v1/images", "/v1/images/edits", "/v1/images/variations")
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 _MODES = ("ensemble", "img2img", "none")
+_A1111_GENERATION = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/png-info")
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:
@@ -136,6 +138,11 @@ def _stage(stage: Any) -> Any:
     if kind == "variations" and isinstance(out.get("prompts"), list) and len(out["prompts"]) > 1:
         out["prompts"] = out["prompts"][:1]
     if kind == "inpaint":
+        # Its own strength and steps replace the detail level's: keep at least one step.
+        if _is_fraction(out.get("strength"), closed=True):
+            out["strength"] = 0.5
+        if _is_int(out.get("steps"), 1, 200):
+            out["steps"] = 4
         box = out.get("box")
         if box is None or (isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)):
             out["box"] = [0, 0, 8, 8]
@@ -200,12 +207,59 @@ def repair(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _a1111_generation(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A1111's txt2img/img2img/png-info: small work, decodable pictures, clear of the 422s by design.
+
+    Those (docs/compatibility.md): sampler and schedule names we do not run, more than 8 images,
+    hires fix at other than 2x/4x or with an unknown upscaler, tiling, scripts, faces without a
+    face model, schedules in which a pass runs no step, pictures that do not decode, empty masks.
+    """
+    if path == "/sdapi/v1/png-info":
+        return {**body, "image": base64.b64encode(_png()).decode()} if isinstance(body.get("image"), str) else body
+    out = _shrink(body)
+    for key in ("sampler_name", "sampler_index", "scheduler", "hr_upscaler", "script_name"):
+        if isinstance(out.get(key), str):
+            del out[key]
+    for key in ("tiling", "restore_faces"):
+        if out.get(key) is True:
+            out[key] = False
+    for key, small in (("steps", 4), ("batch_size", 1), ("n_iter", 1), ("hr_second_pass_steps", 0)):
+        if _is_int(out.get(key), 0 if key == "hr_second_pass_steps" else 1, 200):
+            out[key] = small
+    out.setdefault("steps", 4)
+    if _is_fraction(out.get("refiner_switch_at")):
+        out["refiner_switch_at"] = 0.5
+    if _is_fraction(out.get("denoising_strength", 0.5), closed=True):
+        out["denoising_strength"] = 0.5
+    if out.get("enable_hr") is True:
+        out["hr_scale"] = 2
+        for key in ("hr_resize_x", "hr_resize_y"):
+            if _is_int(out.get(key), 0, 2**63):
+                out[key] = 0
+    picture = base64.b64encode(_png()).decode()
+    if isinstance(out.get("init_images"), list) and all(isinstance(i, str) for i in out["init_images"]):
+        out["init_images"] = [picture] * len(out["init_images"])
+    if isinstance(out.get("mask"), str):
+        out["mask"] = base64.b64encode(_mask()).decode()
+    return out
+
+
+def _mask() -> bytes:
+    buffer = io.BytesIO()
+    mask = Image.new("L", (16, 16), 0)
+    mask.paste(255, (4, 4, 12, 12))
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
     """Send each body as ``repair`` leaves it."""
     # Uploads are done in map_body: schemathesis counts a body it re-validates with bytes in it
     # as negative, so a multipart body is left as generated here.
-    if isinstance(case.body, dict) and case.operation.path not in _MULTIPART:
+    if isinstance(case.body, dict) and case.operation.path.startswith(_A1111_GENERATION):
+        case.body = _a1111_generation(case.operation.path, case.body)
+    elif isinstance(case.body, dict) and case.operation.path not in _MULTIPART:
         case.body = repair(case.operation.method.upper(), case.operation.path, case.body)
 
 

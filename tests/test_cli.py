@@ -49,7 +49,7 @@ def test_export_tiny_then_generate_from_the_folders(tmp_path: Path) -> None:
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     paths = [Path(json.loads(r.stdout.strip().splitlines()[-1])["path"]) for r in runs]
     with Image.open(paths[0]) as image:
-        meta = json.loads(image.info["parameters"])
+        meta = json.loads(image.info["cofounder-agent"])
     assert meta["params"]["refiner_mode"] == "img2img" and meta["params"]["refiner_strength"] == 0.5
     assert meta["model"] == str((tmp_path / "tiny/base").resolve())
     assert max_diff(pixels(paths[0]), pixels(paths[1])) == 0
@@ -122,7 +122,7 @@ def test_generate_with_upscale_and_a_recipe(tmp_path: Path) -> None:
     path = Path(json.loads(run.stdout.strip().splitlines()[-1])["path"])
     with Image.open(path) as image:
         assert image.size == (128, 128)
-        stages = [s["spec"]["type"] for s in json.loads(image.info["parameters"])["recipe_stages"]]
+        stages = [s["spec"]["type"] for s in json.loads(image.info["cofounder-agent"])["recipe_stages"]]
     assert stages == ["progressive", "upscale"]
 
 
@@ -156,6 +156,6 @@ def test_generate_applies_a_saved_recipe_and_flags_win(tmp_path: Path) -> None:
     sizes = [json.loads(r.stdout.strip().splitlines()[-1])["size"] for r in runs]
     assert sizes == [[96, 64], [128, 64]]
     with Image.open(json.loads(runs[0].stdout.strip().splitlines()[-1])["path"]) as image:
-        meta = json.loads(image.info["parameters"])
+        meta = json.loads(image.info["cofounder-agent"])
     assert meta["params"]["refiner_mode"] == "none" and meta["params"]["steps"] == 20
     assert [s["spec"]["type"] for s in meta["recipe_stages"]] == ["refine"]

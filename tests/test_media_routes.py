@@ -131,10 +131,14 @@ def test_png_carries_its_generation_parameters(tiny_server: str) -> None:
     import io
 
     with Image.open(io.BytesIO(png)) as image:
-        meta = json.loads(image.info["parameters"])
+        meta, infotext = json.loads(image.info["cofounder-agent"]), image.info["parameters"]
     assert meta["params"]["seed"] == 5 and meta["params"]["prompt"] == "a castle"
     assert meta["params"]["negative_prompt"] == "fog" and meta["params"]["refiner_mode"] == "ensemble"
     assert meta["tiny_model"] is True and [s["name"] for s in meta["stages"]] == ["base", "refiner", "decode"]
+    # A1111's infotext in the parameters chunk, for the tools that read A1111's PNGs.
+    prompt, negative, line = infotext.split("\n")
+    assert (prompt, negative) == ("a castle", "Negative prompt: fog")
+    assert line.startswith("Steps: ") and ", Seed: 5, Size: " in line and "Version: cofounder-agent " in line
 
 
 def test_random_seed_is_returned_and_reproduces(tiny_server: str) -> None:

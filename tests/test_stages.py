@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageFilter
 
 import cofounder_agent.engine.stage_runner as recipe_module
+from cofounder_agent.contract.errors import InvalidField
 from cofounder_agent.contract.params import GenerationParams, LoadOptions
 from cofounder_agent.engine.generate import TwoStageGenerator
 from cofounder_agent.engine.models import LoadedModels, load_models
@@ -139,6 +140,21 @@ def test_inpaint_changes_the_region_and_nothing_beyond_its_border(models: Loaded
     outside = np.ones_like(diff, dtype=bool)
     outside[32 - border : 96 + border, 32 - border : 96 + border] = False
     assert diff[outside].max() == 0  # outside: untouched, to the pixel
+
+
+def test_inpaint_strength_and_steps_replace_the_detail_levels(models: LoadedModels, picture: Image.Image) -> None:
+    # The preset's steps and strength, or the stage's own: counted, checked and run with them.
+    preset = InpaintStage(type="inpaint", box=(16, 16, 48, 48), detail="high")
+    own = InpaintStage(type="inpaint", box=(16, 16, 48, 48), detail="high", strength=0.25, steps=8)
+    assert preset.denoising_steps("euler", (64, 64)) == 14  # high: 20 steps x 0.7
+    assert own.denoising_steps("euler", (64, 64)) == 2  # 8 steps x 0.25
+    with pytest.raises(InvalidField) as refused:
+        InpaintStage(type="inpaint", box=(0, 0, 8, 8), strength=0.05, steps=8).check("stages.0", "euler", last=True)
+    assert refused.value.field == "stages.0.strength"
+    steps: list[int] = []
+    out = StageRunner(models).run(own, picture, PARAMS, 0, on_step=lambda stage, step, total: steps.append(total))
+    assert out.record.outcome == "ok", out.record.detail
+    assert steps and set(steps) == {2}
 
 
 def test_inpaint_keeps_the_shared_vae_in_its_precision(tiny_dirs: tuple[Path, Path]) -> None:

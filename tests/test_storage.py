@@ -24,7 +24,8 @@ def test_png_round_trip_with_metadata(store: ImageStore) -> None:
     found = store.find(stored.id)
     assert found is not None and found.path == stored.path and found.media_type == "image/png"
     with Image.open(found.path) as image:
-        assert image.size == (16, 8) and json.loads(image.info["parameters"]) == {"params": {"seed": 9}}
+        assert image.size == (16, 8) and json.loads(image.info["cofounder-agent"]) == {"params": {"seed": 9}}
+        assert "parameters" not in image.info  # no prompt: nothing A1111's infotext could say truly
     assert store.metadata(stored.id) == {
         "params": {"seed": 9},
         "id": stored.id,

@@ -143,9 +143,10 @@ def create_app(
     body_limit, upload_limit = int(settings.image_max_body_mb * MB), int(settings.image_max_upload_mb * MB)
     b64_limit = upload_limit * 4 // 3 + MB  # a picture as base64 in JSON: 4/3 of its bytes, plus the other fields
     app.add_middleware(FormAsJsonMiddleware)
-    uploads = {"/v1/images": (upload_limit, "file")} | {path: (upload_limit, "image") for path in PICTURE_PATHS}
-    uploads["/sdapi/v1/extra-single-image"] = (b64_limit, "image")
-    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes=uploads)
+    base64_pictures = ("/sdapi/v1/extra-single-image", "/sdapi/v1/img2img", "/sdapi/v1/png-info")
+    routes = {"/v1/images": (upload_limit, "file")} | {path: (upload_limit, "image") for path in PICTURE_PATHS}
+    routes |= {path: (b64_limit, "init_images" if path.endswith("img2img") else "image") for path in base64_pictures}
+    app.add_middleware(DeclaredSizeMiddleware, default=body_limit, routes=routes)
     if settings.image_api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.image_api_key.get_secret_value())
     app.add_middleware(OpenAIErrorShape)  # outside the middleware answering 401 and 413
@@ -155,9 +156,10 @@ def create_app(
     # openai_compat before images: POST /v1/images/generations is not an image id.
     # openai_edits too: POST /v1/images/edits and /variations are not image ids either.
     routers = (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes)
-    for module in (*routers, a1111, a1111_info):
+    for module in (*routers, a1111_info):
         app.include_router(module.router, max_body_size=body_limit)
     app.include_router(images.upload_router, max_body_size=upload_limit)
-    app.include_router(a1111_info.upload_router, max_body_size=b64_limit)  # base64 pictures
     app.include_router(openai_edits.router, max_body_size=upload_limit)  # pictures, in multipart forms
+    for router in (a1111_info.upload_router, a1111.router):  # base64 pictures in JSON
+        app.include_router(router, max_body_size=b64_limit)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 
@@ -65,9 +67,14 @@ class FormAsJsonMiddleware:
 
 
 class ApiKeyMiddleware:
-    """Require ``IMAGE_API_KEY`` (``Authorization: Bearer`` or ``X-API-Key``) on every route but /healthz."""
+    """Require ``IMAGE_API_KEY`` on every route but /healthz.
+
+    As ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or (for AUTOMATIC1111's clients,
+    which speak HTTP Basic) ``Authorization: Basic base64(<any user>:<key>)``.
+    """
 
     OPEN_PATHS = frozenset({"/healthz"})
+    BASIC_PATHS = "/sdapi/"  # A1111's clients: a 401 offers Basic too
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
@@ -78,7 +85,10 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         error = {"code": "unauthorized", "message": "missing or wrong API key"}
-        await send_error(send, 401, error, [(b"www-authenticate", b'Bearer realm="cofounder-agent"')])
+        challenges = [(b"www-authenticate", b'Bearer realm="cofounder-agent"')]
+        if scope["path"].startswith(self.BASIC_PATHS):
+            challenges.append((b"www-authenticate", b'Basic realm="cofounder-agent"'))
+        await send_error(send, 401, error, challenges)
 
     def _allowed(self, scope: Scope) -> bool:
         given = b""
@@ -87,8 +97,20 @@ class ApiKeyMiddleware:
                 given = value
             elif name == b"authorization" and value[:7].lower() == b"bearer ":
                 given = value[7:].strip()
+            elif name == b"authorization" and value[:6].lower() == b"basic ":
+                given = _basic_password(value[6:].strip())
         # Constant-time: the comparison takes as long whatever prefix of the key was guessed.
         return hmac.compare_digest(given, self._key)
+
+
+def _basic_password(credentials: bytes) -> bytes:
+    """The password of HTTP Basic credentials (the user name is not checked); empty when malformed."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    _, colon, password = decoded.partition(b":")
+    return password if colon else b""
 
 
 class InFlight:

@@ -16,6 +16,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from cofounder_agent.contract.infotext import infotext
+
 log = logging.getLogger(__name__)
 # Ids are ours (uuid4 hex); anything else — "../x", "%2e%2e", absolute paths — is simply unknown.
 _IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -33,6 +35,8 @@ THUMBNAIL_SIZE = (256, 256)
 # Older than this, it is a leftover.
 LEFTOVER_AGE_S = 3600.0
 VOLUME_ID_FILE = ".volume-id"
+# The PNG text chunk with this service's own metadata (JSON); ``parameters`` holds A1111's infotext.
+METADATA_CHUNK = "cofounder-agent"
 
 
 class UnsupportedImage(ValueError):
@@ -49,9 +53,13 @@ class StoredImage:
 
 
 def encode_png(image: Image.Image, metadata: dict[str, Any]) -> bytes:
-    """Encode ``image`` as PNG with ``metadata`` as JSON in a ``parameters`` text chunk."""
+    """Encode ``image`` as PNG carrying ``metadata``: as JSON in a ``cofounder-agent`` text chunk,
+    and as A1111's infotext in ``parameters`` (what A1111 tools read) when denoising made it."""
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", json.dumps(metadata, sort_keys=True))
+    text = infotext(metadata, image.size)
+    if text is not None:
+        info.add_text("parameters", text)
+    info.add_text(METADATA_CHUNK, json.dumps(metadata, sort_keys=True))
     info.add_text("Software", "cofounder-agent")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)

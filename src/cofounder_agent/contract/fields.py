@@ -1,7 +1,8 @@
 """Where each job option sits in each caller's request: one table, so a 422 names the caller's own field.
 
 A job body nests the refiner's options (``refiner.switch_at``), the seed endpoint has them
-flat, the CLI has flags and the OpenAI endpoint folds the size and step counts into ``size``.
+flat, the CLI has flags, the OpenAI endpoint folds the size and step counts into ``size`` and
+A1111's txt2img counts images in ``batch_size``.
 Checks below the web tier raise with the option's name; the caller's map turns it into the
 name its user typed.
 """
@@ -12,23 +13,24 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Literal
 
-Caller = Literal["job", "seed", "cli", "openai"]
-CALLERS: tuple[Caller, ...] = ("job", "seed", "cli", "openai")
+Caller = Literal["job", "seed", "cli", "openai", "a1111"]
+CALLERS: tuple[Caller, ...] = ("job", "seed", "cli", "openai", "a1111")
 
-# option: (job body, seed endpoint, CLI, OpenAI); "" = the option's own name.
-_TABLE: dict[str, tuple[str, str, str, str]] = {
-    "steps": ("", "num_inference_steps", "", "size"),
-    "width": ("", "", "", "size"),
-    "height": ("", "", "", "size"),
-    "num_images": ("", "", "", "n"),
-    "refiner_mode": ("refiner.mode", "", "--refiner-mode", "refiner.mode"),
-    "switch_at": ("refiner.switch_at", "", "--switch-at", "refiner.switch_at"),
-    "refiner_steps": ("refiner.steps", "", "--refine-steps", "size"),
-    "refiner_strength": ("refiner.strength", "", "--refine-strength", "refiner.strength"),
+# option: (job body, seed endpoint, CLI, OpenAI, A1111); "" = the option's own name.
+# A1111 has no refiner steps or strength of its own: the server's defaults, run in steps.
+_TABLE: dict[str, tuple[str, str, str, str, str]] = {
+    "steps": ("", "num_inference_steps", "", "size", ""),
+    "width": ("", "", "", "size", ""),
+    "height": ("", "", "", "size", ""),
+    "num_images": ("", "", "", "n", "batch_size"),
+    "refiner_mode": ("refiner.mode", "", "--refiner-mode", "refiner.mode", "refiner_checkpoint"),
+    "switch_at": ("refiner.switch_at", "", "--switch-at", "refiner.switch_at", "refiner_switch_at"),
+    "refiner_steps": ("refiner.steps", "", "--refine-steps", "size", "steps"),
+    "refiner_strength": ("refiner.strength", "", "--refine-strength", "refiner.strength", "steps"),
 }
 
 FIELDS: Mapping[Caller, Mapping[str, str]] = {
     caller: MappingProxyType({option: names[column] or option for option, names in _TABLE.items()})
     for column, caller in enumerate(CALLERS)
 }
-JOB_FIELDS, SEED_FIELDS, CLI_FIELDS, OPENAI_FIELDS = (FIELDS[caller] for caller in CALLERS)
+JOB_FIELDS, SEED_FIELDS, CLI_FIELDS, OPENAI_FIELDS, A1111_FIELDS = (FIELDS[caller] for caller in CALLERS)

@@ -11,8 +11,17 @@ from pydantic import Field, field_validator, model_validator
 from cofounder_agent.contract.errors import InvalidField
 from cofounder_agent.contract.registry import register
 from cofounder_agent.contract.schedule import img2img_steps
-from cofounder_agent.contract.stage import CostPart, RefinePass, Size, StageOps, StageOutput, UNet, megapixels
-from cofounder_agent.stages.common import DenoisingStage
+from cofounder_agent.contract.stage import (
+    CostPart,
+    RefinePass,
+    Size,
+    StageOps,
+    StageOutput,
+    UNet,
+    check_strengths,
+    megapixels,
+)
+from cofounder_agent.stages.common import DenoisingStage, Strength
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -50,6 +59,8 @@ class InpaintStage(DenoisingStage):
     box: tuple[int, int, int, int] | None = Field(None, strict=False, description="left, top, right, bottom in pixels")
     detail: Literal["low", "medium", "high", "ultra"] = Field("high", description="steps/strength/guidance preset")
     feather: int = Field(8, ge=0, le=64, description="blur radius of the mask's edge, in pixels")
+    strength: Strength | None = Field(None, description="re-noising strength; default: the detail level's")
+    steps: int | None = Field(None, ge=1, le=200, description="schedule length; default: the detail level's")
 
     @field_validator("box")
     @classmethod
@@ -67,7 +78,17 @@ class InpaintStage(DenoisingStage):
     def image_inputs(self) -> dict[str, str]:
         return {"mask_image_id": self.mask_image_id} if self.mask_image_id is not None else {}
 
-    # No check of steps x strength: every detail level runs steps.
+    def _schedule(self) -> tuple[int, float, float]:
+        """Steps, strength and guidance: the detail level's, with the stage's own overrides."""
+        steps, strength, guidance = DETAIL_LEVELS[self.detail]
+        return self.steps or steps, self.strength or strength, guidance
+
+    def check(self, at: str, scheduler: SchedulerName, *, last: bool) -> None:
+        # Every detail level runs steps; overrides may not.
+        if self.steps is not None or self.strength is not None:
+            steps, strength, _ = self._schedule()
+            field = f"{at}.strength" if self.strength is not None else f"{at}.steps"
+            check_strengths(field, steps, [strength], scheduler)
 
     def check_size(self, at: str, size: Size, max_pixels: int) -> None:
         width, height = size
@@ -75,7 +96,7 @@ class InpaintStage(DenoisingStage):
             raise InvalidField(f"{at}.box", f"lies outside the {width}x{height} picture at this stage")
 
     def denoising_steps(self, scheduler: SchedulerName, size: Size) -> int:
-        steps, strength, _ = DETAIL_LEVELS[self.detail]
+        steps, strength, _ = self._schedule()
         return img2img_steps(steps, strength, scheduler)
 
     def cost(self, at: str, scheduler: SchedulerName, size: Size) -> list[CostPart]:
@@ -84,7 +105,7 @@ class InpaintStage(DenoisingStage):
     def run(
         self, ops: StageOps, image: Image, params: GenerationParams, inputs: Mapping[str, Image | None]
     ) -> StageOutput:
-        steps, strength, guidance = DETAIL_LEVELS[self.detail]
+        steps, strength, guidance = self._schedule()
         mask = inputs.get("mask_image_id")
         if mask is None:
             if self.box is None:
