@@ -38,3 +38,13 @@ def test_detect_cpu_and_refuse_unknown_devices() -> None:
     assert detect_device("cpu") == CPU
     with pytest.raises(ValueError, match="IMAGE_DEVICE"):
         detect_device("tpu")
+
+
+def test_default_threshold_keeps_24_gb_cards_in_fp16() -> None:
+    # fp32 weights of base + refiner take 21.3 GiB: a 24 GB card (23.6 GiB as CUDA reports it)
+    # cannot also hold a 1024² decode, so the default rule gives it fp16; a 32 GB card fp32.
+    from cofounder_agent.config import Settings
+
+    threshold = Settings(_env_file=None).image_fp32_min_vram_gb
+    assert choose_precision("auto", DeviceInfo("cuda:0", "RTX 4090", vram_gb=23.6), threshold) == "fp16"
+    assert choose_precision("auto", BIG, threshold) == "fp32"

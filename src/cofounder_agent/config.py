@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     # A comma list (cuda:0,cuda:1) runs one engine and one worker per device in one process.
     image_device: str = Field("auto", description="auto, cpu, cuda, cuda:N, or a comma list of them")
     image_precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    image_fp32_min_vram_gb: float = Field(20.0, gt=0)
+    # fp32 weights of base + refiner take 21.3 GiB (5.73 B parameters), so a 24 GB card runs
+    # out at the first 1024² decode: the seed's 20 GB rule picked fp32 for it. 28 GiB leaves
+    # about 6 GiB for activations; 32 GB and larger cards still get fp32.
+    image_fp32_min_vram_gb: float = Field(28.0, gt=0)
 
     # Defaults for requests that do not say.
     image_refiner_mode: RefinerMode = "ensemble"

@@ -29,7 +29,7 @@ class LoadOptions:
     refiner_model: str = "auto"
     device: str = "auto"
     precision: str = "auto"
-    fp32_min_vram_gb: float = 20.0
+    fp32_min_vram_gb: float = 28.0
     allow_download: bool = False
     vae: str | None = None  # an fp16-safe VAE (e.g. a local copy of madebyollin/sdxl-vae-fp16-fix)
     single_file_config: str | None = None  # diffusers folder or hub id with the components' configs
