@@ -196,7 +196,8 @@ def load_models(opts: LoadOptions) -> LoadedModels:
     device = detect_device(opts.device)
     precision = choose_precision(opts.precision, device, opts.fp32_min_vram_gb)
     dtype = DTYPES[precision]
-    log.info("device %s (%s), VRAM %s GB, precision %s", device.device, device.name, device.vram_gb, precision)
+    vram = f", VRAM {device.vram_gb:.1f} GB" if device.vram_gb else ""
+    log.info("device %s (%s)%s, precision %s", device.device, device.name, vram, precision)
 
     # 2. Load once from the resolved sources; the refiner shares text_encoder_2 and the VAE.
     vae: dict[str, Any] = {}

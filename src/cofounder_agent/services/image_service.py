@@ -70,6 +70,13 @@ class EngineStatus:
         values["fast_path"] = tuple(values.get("fast_path") or ())
         return cls(**{"state": "idle", **values})
 
+    def summary(self) -> str:
+        """One line for the log: what loaded, where, at which precision."""
+        refiner = f", refiner {self.refiner_model}" if self.refiner_model else ", no refiner"
+        name = f" ({self.device_name})" if self.device_name and self.device_name != self.device else ""
+        fast = f", fast path {', '.join(self.fast_path)}" if self.fast_path else ""
+        return f"base {self.base_model}{refiner} on {self.device}{name}, {self.precision}, VAE {self.vae_dtype}{fast}"
+
 
 class ImageService:
     """Owns the device executor, the loaded models and their state."""
@@ -213,7 +220,7 @@ class ImageService:
             vae_dtype=models.vae_dtype,
             fast_path=self._fast_path,
         )
-        log.info("models ready: %s", self._status)
+        log.info("models ready: %s", self._status.summary())
 
     def _load_sync(self) -> TwoStageGenerator:
         # Imported here, on the engine thread: torch and diffusers take seconds to import.
