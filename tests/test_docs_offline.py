@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import make_settings, running_server
 from cofounder_agent.docs_ui import ASSETS_DIR, ASSETS_URL
+from conftest import make_settings, running_server
 
 # Any absolute or protocol-relative URL: a page that names one needs the network to render.
 EXTERNAL = re.compile(r"(?:https?:)?//[\w.-]+\.\w", re.IGNORECASE)
@@ -109,10 +109,8 @@ def test_with_an_api_key_the_pages_and_assets_need_it_like_every_path_but_health
 
 def test_the_vendored_files_are_the_ones_version_records() -> None:
     """VERSION (scripts/vendor_swagger.sh) lists every vendored file with its sha256, and only those."""
-    recorded = dict(
-        (path, digest)
-        for digest, path in re.findall(r"^([0-9a-f]{64})  (\S+)$", (ASSETS_DIR / "VERSION").read_text(), re.MULTILINE)
-    )
+    lines = re.findall(r"^([0-9a-f]{64})  (\S+)$", (ASSETS_DIR / "VERSION").read_text(), re.MULTILINE)
+    recorded = {path: digest for digest, path in lines}
     on_disk = {str(path.relative_to(ASSETS_DIR)) for path in ASSETS_DIR.rglob("*") if path.is_file()}
     assert set(recorded) == on_disk - {"VERSION"}
     for path, digest in recorded.items():
