@@ -88,7 +88,10 @@ def test_redoc_loads_its_bundle_from_the_service_and_no_fonts(server: str) -> No
     assert len(fetched[f"{ASSETS_URL}/redoc/redoc.standalone.js"].content) > 500_000
 
 
-def test_the_docs_pages_stay_out_of_the_document_and_a_missing_asset_is_a_404(server: str) -> None:
+def test_the_pages_answer_head_stay_out_of_the_document_and_a_missing_asset_is_a_404(server: str) -> None:
+    # HEAD wherever GET, as FastAPI's own docs pages did (link checkers and probes send it).
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect", f"{ASSETS_URL}/swagger-ui/swagger-ui.css"):
+        assert httpx.head(f"{server}{path}").status_code == 200, path
     paths = httpx.get(f"{server}/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith(("/docs", "/redoc"))]
     missing = httpx.get(f"{server}{ASSETS_URL}/swagger-ui/nothing.js")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,8 +28,8 @@ def install_docs(app: FastAPI) -> None:
     # check_dir: a wheel built without the package data fails at start, not with a blank page.
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR, check_dir=True), name="docs-assets")
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    # Starlette routes, as FastAPI adds its own docs pages: they answer HEAD as well as GET.
+    async def swagger_ui(_: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} - Swagger UI",
@@ -41,12 +41,10 @@ def install_docs(app: FastAPI) -> None:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    @app.get(redirect_url, include_in_schema=False)
-    async def swagger_ui_redirect() -> HTMLResponse:
+    async def swagger_ui_redirect(_: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(_: Request) -> HTMLResponse:
         # with_google_fonts=False: Redoc falls back to the browser's fonts instead of fetching them.
         return get_redoc_html(
             openapi_url=openapi_url,
@@ -55,3 +53,7 @@ def install_docs(app: FastAPI) -> None:
             redoc_favicon_url=FAVICON,
             with_google_fonts=False,
         )
+
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_route(redirect_url, swagger_ui_redirect, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
