@@ -92,12 +92,15 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def running_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> Iterator[str]:
+def running_server(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None, *, embedded_worker: bool = True
+) -> Iterator[str]:
     """Serve the real app with uvicorn on a free loopback port; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, http_transport=transport), log_level="warning"))
+    app = create_app(settings, http_transport=transport, embedded_worker=embedded_worker)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -1,8 +1,12 @@
-"""The container files keep their promises: GPU, volumes, non-root, 0.0.0.0, /healthz probe, settings."""
+"""The container files and the wheel keep their promises: GPU, volumes, non-root, 0.0.0.0, probes, package data."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -85,3 +89,23 @@ def test_the_scale_profile_runs_postgres_two_api_replicas_and_a_gpu_worker_with_
     # The settings every process takes, passed through as for the single service.
     for service in (*apis, worker):
         assert set(services["image-service"]["environment"]) - {"IMAGE_DEVICE"} <= set(service["environment"])
+
+
+def test_the_wheel_carries_the_package_data_docs_included(tmp_path: Path) -> None:
+    # Built from a copy, so that the build's egg-info and build/ stay out of the checkout.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", "dist", "."]
+    out = subprocess.run(build, cwd=tree, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (wheel,) = (tree / "dist").glob("cofounder_agent-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    # /docs and /redoc's assets (scripts/vendor_swagger.sh): every vendored file, licenses too.
+    docs = ROOT / "src/cofounder_agent/static/docs"
+    vendored = {f"cofounder_agent/static/docs/{p.relative_to(docs)}" for p in docs.rglob("*") if p.is_file()}
+    assert "cofounder_agent/static/docs/swagger-ui/swagger-ui-bundle.js" in vendored
+    assert sorted(vendored - names) == []
+    assert {"cofounder_agent/py.typed", "cofounder_agent/migrations/script.py.mako"} <= names

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from cofounder_agent import __version__
 from cofounder_agent.config import Settings
+from cofounder_agent.docs_ui import install_docs
 from cofounder_agent.errors import install_error_handlers
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.outbox import EndingDispatcher
@@ -137,6 +138,8 @@ def create_app(
         title="cofounder-agent image service",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: install_docs, with their assets from the package
+        redoc_url=None,
     )
     # Body limits: per router (FastAPI also counts bodies without a Content-Length there),
     # and by declared size up front, answered in the API's error shape.
@@ -153,6 +156,7 @@ def create_app(
     app.add_middleware(InFlightMiddleware, counter=in_flight)  # added last: the outermost
     install_error_handlers(app)
     install_openapi(app, api_key=settings.image_api_key is not None)
+    install_docs(app)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     # openai_edits too: POST /v1/images/edits and /variations are not image ids either.
     routers = (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes)
