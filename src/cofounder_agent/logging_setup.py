@@ -33,6 +33,23 @@ class _JobFilter(logging.Filter):
         return True
 
 
+# Health probes poll every few seconds: at INFO their access lines would bury what an operator
+# needs. Readiness changes are logged where they happen (the worker's "ready", a failed load),
+# so the probes' own lines show at DEBUG only.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class _QuietProbes(logging.Filter):
+    """Drop uvicorn's access line for a probe unless DEBUG is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access logs '%s - "%s %s HTTP/%s" %d' with (client, method, path, version, status).
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and str(args[2]).partition("?")[0] in PROBE_PATHS:
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: str = "text") -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
@@ -52,3 +69,6 @@ def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: st
     # keep their warnings only.
     for noisy in ("diffusers", "transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _QuietProbes) for f in access.filters):
+        access.addFilter(_QuietProbes())
