@@ -9,20 +9,40 @@ import pytest
 from cofounder_agent.logging_setup import configure_logging
 
 
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def _access(path: str, status: int) -> None:
     # What uvicorn's access logger emits for one request.
     logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", status)
 
 
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])
-def test_probe_polls_are_logged_at_debug_only(level: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_probe_polls_are_logged_at_debug_only(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An in-process uvicorn run earlier in the session leaves uvicorn.access with its own
+    # handler, propagate=False and its level at WARNING; give the logger just a recorder at
+    # INFO so the result does not depend on which tests ran before. The filter under test
+    # sits on the logger itself.
+    access = logging.getLogger("uvicorn.access")
+    recorder = _Recorder()
+    monkeypatch.setattr(access, "handlers", [recorder])
+    monkeypatch.setattr(access, "propagate", False)
+    previous_level = access.level
+    access.setLevel(logging.INFO)
     configure_logging(level)
     try:
         for path, status in (("/readyz", 503), ("/healthz", 200), ("/metrics?x=1", 200), ("/v1/jobs", 202)):
             _access(path, status)
-        err = capsys.readouterr().err
-        assert '"GET /v1/jobs HTTP/1.1" 202' in err
+        text = "\n".join(recorder.lines)
+        assert '"GET /v1/jobs HTTP/1.1" 202' in text
         probes = ["/readyz", "/healthz", "/metrics?x=1"]
-        assert all((f"GET {path} " in err) == (level == "DEBUG") for path in probes), err
+        assert all((f"GET {path} " in text) == (level == "DEBUG") for path in probes), text
     finally:
         configure_logging("INFO")
+        access.setLevel(previous_level)
