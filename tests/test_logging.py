@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +49,32 @@ def test_probe_polls_are_logged_at_debug_only(level: str, monkeypatch: pytest.Mo
     finally:
         configure_logging("INFO")
         access.setLevel(previous_level)
+
+
+# The service's start, as `serve` and `generate` do it: logging first, then the model load.
+# torchvision is hidden (sys.modules[...] = None makes find_spec and import fail), as on a host
+# without it, where transformers notes its PIL fallbacks. The "keep" run removes the filter to
+# show the note would be there without it.
+_LOAD = """
+import sys
+sys.modules["torchvision"] = None
+from cofounder_agent.logging_setup import configure_logging
+configure_logging("INFO")
+import cofounder_agent.engine, logging
+if sys.argv[1] == "keep":
+    logging.getLogger("transformers.utils.import_utils").filters.clear()
+from cofounder_agent.contract.params import LoadOptions
+from cofounder_agent.engine.models import load_models
+load_models(LoadOptions(model="tiny"))
+logging.getLogger("transformers.utils.import_utils").warning("another transformers warning")
+"""
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+def test_model_load_has_no_torchvision_notes(filtered: bool) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    args = [sys.executable, "-c", _LOAD, "drop" if filtered else "keep"]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert ("requires torchvision" in out.stderr) == (not filtered), out.stderr
+    assert "another transformers warning" in out.stderr  # only that note is dropped
