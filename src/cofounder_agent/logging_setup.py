@@ -9,6 +9,7 @@ import logging.handlers
 from collections.abc import Iterator
 from pathlib import Path
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s"
@@ -50,16 +51,20 @@ class _QuietProbes(logging.Filter):
         return True
 
 
+def json_formatter() -> logging.Formatter:
+    """One JSON object a line; a record's ``extra`` fields (an image's seed, timings) become keys."""
+    # "job" is the text format's " [job <id>]" prefix; JSON has job_id.
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(job_id)s", reserved_attrs=[*RESERVED_ATTRS, "job"]
+    )
+
+
 def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: str = "text") -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=10_000_000, backupCount=3))
-    formatter: logging.Formatter = (
-        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(job_id)s")
-        if fmt == "json"
-        else logging.Formatter(TEXT_FORMAT)
-    )
+    formatter = json_formatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(_JobFilter())
