@@ -134,6 +134,30 @@ def test_idempotency_key_returns_the_same_job(job_server: str) -> None:
         assert (first.status_code, again.status_code) == (202, 200)
         assert first.json()["id"] == again.json()["id"]
         assert first.headers["Location"] == f"/v1/jobs/{first.json()['id']}"
+        # The same key with another body: refused, naming the first request's job; the key
+        # still gives the first job to its own body.
+        other = client.post("/v1/jobs", json={**FAST, "prompt": "else"}, headers={"Idempotency-Key": "order-17"})
+        assert other.status_code == 422, other.text
+        error = other.json()["error"]
+        assert (error["code"], error["field"]) == ("idempotency_key_reused", "Idempotency-Key")
+        assert first.json()["id"] in error["message"] and "new key" in error["message"]
+        third = client.post("/v1/jobs", json=FAST, headers={"Idempotency-Key": "order-17"})
+        assert (third.status_code, third.json()["id"]) == (200, first.json()["id"])
+
+
+def test_a_reused_key_is_a_422_in_the_openapi_document(job_server: str) -> None:
+    paths = httpx.get(f"{job_server}/openapi.json").json()["paths"]
+    keyed = {
+        ("/v1/jobs", "422"),
+        ("/api/media/generate-image", "422"),
+        ("/sdapi/v1/txt2img", "422"),
+        ("/sdapi/v1/img2img", "422"),
+        ("/v1/images/generations", "400"),  # OpenAI's 400 is the API's 422
+        ("/v1/images/edits", "400"),
+        ("/v1/images/variations", "400"),
+    }
+    for path, status in keyed:
+        assert "idempotency_key_reused" in paths[path]["post"]["responses"][status]["description"], path
 
 
 @pytest.mark.parametrize(
