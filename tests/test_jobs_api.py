@@ -181,6 +181,22 @@ def test_bad_recipes_are_422_naming_the_field(job_server: str, patch: dict[str, 
     assert response.json()["error"]["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("board_id", "message"),
+    [
+        ("nope", "board_id: must be a board's id: 32 hex digits, as POST /v1/boards returns it"),
+        ("0" * 31 + "G", "board_id: must be a board's id: 32 hex digits"),
+        ("0" * 32, f"board_id: no such board {'0' * 32} (GET /v1/boards lists them)"),
+    ],
+)
+def test_an_unknown_board_says_so_without_a_regex(job_server: str, board_id: str, message: str) -> None:
+    response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, "board_id": board_id})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "board_id" and error["message"].startswith(message), error
+    assert "[0-9a-f]" not in error["message"] and "pattern" not in error["message"]
+
+
 def test_unknown_and_finished_jobs(job_server: str) -> None:
     with httpx.Client(base_url=job_server, timeout=LIMIT_S) as client:
         assert client.get("/v1/jobs/" + "0" * 32).status_code == 404

@@ -82,7 +82,7 @@ class JobService:
     async def _check_references(self, resolved: JobCreate) -> list[tuple[int, int]]:
         """Check the board, model files and pictures the recipe names; return its pictures' sizes."""
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
-            raise InvalidField("board_id", "no board with this id")
+            raise InvalidField("board_id", f"no such board {resolved.board_id} (GET /v1/boards lists them)")
         for index, stage in enumerate(resolved.stages):
             for name, file in stage.model_files().items():
                 if not (self.settings.models_dir / file).is_file():
