@@ -21,7 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("jobs", sa.Column("request_hash", sa.String(64), nullable=True))
+    # A data dir whose jobs table create_all made from today's models (before migrations) has it.
+    present = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("jobs")}
+    if "request_hash" not in present:
+        op.add_column("jobs", sa.Column("request_hash", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
