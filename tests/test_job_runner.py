@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from PIL import Image
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.checks import StepCallback
 from cofounder_agent.contract.control import JobControl
-from cofounder_agent.contract.params import GenerationParams, GenerationResult
+from cofounder_agent.contract.params import GenerationParams, GenerationResult, StageRecord
 from cofounder_agent.contract.stage import StageOutput, StageReport, StageSpec
 from cofounder_agent.jobs.bus import Delivered, LocalEventBus, Subscription
 from cofounder_agent.jobs.ending import JobEnding
@@ -24,6 +26,7 @@ from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.jobs.worker import Worker, build_worker
+from cofounder_agent.logging_setup import json_formatter
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.services.image_service import EngineStatus
 from cofounder_agent.storage import ImageStore
@@ -69,7 +72,7 @@ class FakeEngine:
     ) -> GenerationResult:
         await self._steps("base", params.steps, on_step, control)
         picture = Image.new("RGB", (params.width, params.height), (params.seed or 0) % 256)
-        return GenerationResult(image=picture, params=params)
+        return GenerationResult(image=picture, params=params, stages=[StageRecord("base", 0.25, steps=params.steps)])
 
     async def run_stage(
         self,
@@ -227,3 +230,35 @@ async def test_progress_is_read_from_the_store(rig: Rig) -> None:
         await asyncio.sleep(0.01)
     assert (view.step, view.total_steps) == (1, 2) and 0 < view.progress <= 1
     rig.engine.resume.set()
+
+
+async def test_each_stored_image_and_the_end_are_logged(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cofounder_agent.jobs.runner")
+    job, events = await rig.submit(**BASE, seed=11, num_images=2, stages=[{"type": "upscale", "factor": 2}])
+    await rig.until_end(events)
+    done = await rig.store.get_job(job.id)
+    assert done is not None and done.status == "succeeded"
+    lines = [r for r in caplog.records if r.name == "cofounder_agent.jobs.runner"]
+    images = [r for r in lines if r.getMessage().startswith("image ")]
+    assert [r.__dict__["image_id"] for r in images] == [r["image_id"] for r in done.results]
+    timings = {"base_s": 0.25, "total_s": 0.25, "stages.0.upscale_s": 0.01}
+    for record, seed in zip(images, (11, 12), strict=True):
+        fields = {key: record.__dict__[key] for key in ("job_id", "seed", "width", "height", "timings")}
+        assert fields == {"job_id": job.id, "seed": seed, "width": 128, "height": 128, "timings": timings}
+        image_id = record.__dict__["image_id"]
+        assert record.getMessage() == (
+            f"image {image_id} stored: seed {seed}, 128x128, base_s 0.25 s, total_s 0.25 s, stages.0.upscale_s 0.01 s"
+        )
+    (end,) = [r for r in lines if r.getMessage().startswith("job succeeded")]
+    assert end.__dict__["status"] == "succeeded" and end.__dict__["images"] == 2
+    assert end.__dict__["duration_s"] >= end.__dict__["engine_s"] >= 0
+    # IMAGE_LOG_FORMAT=json: the same fields as keys.
+    logged = json.loads(json_formatter().format(images[0]))
+    assert {key: logged[key] for key in ("job_id", "seed", "width", "height", "timings")} == {
+        "job_id": job.id,
+        "seed": 11,
+        "width": 128,
+        "height": 128,
+        "timings": timings,
+    }
+    assert "job" not in logged

@@ -134,6 +134,30 @@ def test_idempotency_key_returns_the_same_job(job_server: str) -> None:
         assert (first.status_code, again.status_code) == (202, 200)
         assert first.json()["id"] == again.json()["id"]
         assert first.headers["Location"] == f"/v1/jobs/{first.json()['id']}"
+        # The same key with another body: refused, naming the first request's job; the key
+        # still gives the first job to its own body.
+        other = client.post("/v1/jobs", json={**FAST, "prompt": "else"}, headers={"Idempotency-Key": "order-17"})
+        assert other.status_code == 422, other.text
+        error = other.json()["error"]
+        assert (error["code"], error["field"]) == ("idempotency_key_reused", "Idempotency-Key")
+        assert first.json()["id"] in error["message"] and "new key" in error["message"]
+        third = client.post("/v1/jobs", json=FAST, headers={"Idempotency-Key": "order-17"})
+        assert (third.status_code, third.json()["id"]) == (200, first.json()["id"])
+
+
+def test_a_reused_key_is_a_422_in_the_openapi_document(job_server: str) -> None:
+    paths = httpx.get(f"{job_server}/openapi.json").json()["paths"]
+    keyed = {
+        ("/v1/jobs", "422"),
+        ("/api/media/generate-image", "422"),
+        ("/sdapi/v1/txt2img", "422"),
+        ("/sdapi/v1/img2img", "422"),
+        ("/v1/images/generations", "400"),  # OpenAI's 400 is the API's 422
+        ("/v1/images/edits", "400"),
+        ("/v1/images/variations", "400"),
+    }
+    for path, status in keyed:
+        assert "idempotency_key_reused" in paths[path]["post"]["responses"][status]["description"], path
 
 
 @pytest.mark.parametrize(
@@ -155,6 +179,22 @@ def test_bad_recipes_are_422_naming_the_field(job_server: str, patch: dict[str, 
     response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, **patch})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("board_id", "message"),
+    [
+        ("nope", "board_id: must be a board's id: 32 hex digits, as POST /v1/boards returns it"),
+        ("0" * 31 + "G", "board_id: must be a board's id: 32 hex digits"),
+        ("0" * 32, f"board_id: no such board {'0' * 32} (GET /v1/boards lists them)"),
+    ],
+)
+def test_an_unknown_board_says_so_without_a_regex(job_server: str, board_id: str, message: str) -> None:
+    response = httpx.post(f"{job_server}/v1/jobs", json={**FAST, "board_id": board_id})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "board_id" and error["message"].startswith(message), error
+    assert "[0-9a-f]" not in error["message"] and "pattern" not in error["message"]
 
 
 def test_unknown_and_finished_jobs(job_server: str) -> None:

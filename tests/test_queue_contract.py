@@ -15,16 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from cofounder_agent.contract.errors import QueueFull
+from cofounder_agent.contract.errors import IdempotencyKeyReused, QueueFull
 from cofounder_agent.jobs import bus as bus_module
 from cofounder_agent.jobs.bus import LocalEventBus
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.events import CancelRequested, Progress, Queued, StageStarted, Step
 from cofounder_agent.jobs.pgbus import PgEventBus, event_bus
 from cofounder_agent.jobs.ports import EventBus, JobQueue
+from cofounder_agent.jobs.recipe_book import RecipeBook
+from cofounder_agent.jobs.service import JobService
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.tables import Base
+from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.storage import ImageStore
+from conftest import make_settings
 
 ADAPTERS = ["in-process", "postgresql"]
 
@@ -343,3 +347,30 @@ async def test_the_in_process_bus_says_when_a_replay_is_older_than_its_log(monke
     with await bus.subscribe("c", after=1) as old, await bus.subscribe("c", after=3) as recent:
         assert not old.complete and old.replayed == []
         assert recent.complete and [d.seq for d in recent.replayed] == [4, 5, 6]
+
+
+async def test_a_key_reused_with_another_request_is_refused(ports: Ports, tmp_path: Path) -> None:
+    store = ports.queue
+    assert isinstance(store, Store)
+    files = ImageStore(tmp_path / "images")
+    settings = make_settings(tmp_path)
+    service = JobService(store, ports.bus, JobEnding(store, ports.bus, files), settings, RecipeBook(tmp_path / "r"))
+    first, new = await service.submit(JobCreate(prompt="a"), "k")
+    again, new_again = await service.submit(JobCreate(prompt="a"), "k")
+    assert new and not new_again and again.id == first.id
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        await service.submit(JobCreate(prompt="b"), "k")
+    assert refused.value.job_id == first.id and refused.value.code == "idempotency_key_reused"
+    # Racing requests with one key, half of them another request: one job; its request's
+    # submits get it, the others are refused (also when the insert, not the look, finds the key).
+    bodies = [JobCreate(prompt="x"), JobCreate(prompt="y")] * 5
+    made = await asyncio.gather(*(service.submit(body, "race") for body in bodies), return_exceptions=True)
+    jobs = [result[0] for result in made if not isinstance(result, BaseException)]
+    refusals = [result for result in made if isinstance(result, BaseException)]
+    assert len({job.id for job in jobs}) == 1 and len(jobs) == 5
+    assert all(isinstance(error, IdempotencyKeyReused) for error in refusals) and len(refusals) == 5
+    # A job stored before the request hash existed keeps the old behaviour: the key alone finds it.
+    legacy, _ = await store.add_job({"prompt": "old"}, idempotency_key="old-key")
+    assert legacy.request_hash is None
+    found, new = await service.submit(JobCreate(prompt="anything"), "old-key")
+    assert found.id == legacy.id and not new

@@ -35,12 +35,16 @@ def test_five_steps_switching_at_point_eight_run_as_a_job(tiny_server: str) -> N
 @pytest.mark.parametrize(
     ("body", "field", "advice"),
     [
-        ({"steps": 5, "refiner": {"mode": "ensemble", "switch_at": 0.9999}}, "refiner.switch_at", "lower switch_at"),
-        ({"steps": 5, "refiner": {"mode": "ensemble", "switch_at": 0.1}}, "refiner.switch_at", "raise switch_at"),
+        (
+            {"steps": 5, "refiner": {"mode": "ensemble", "switch_at": 0.9999}},
+            "refiner.switch_at",
+            "refiner.switch_at between 0.2 and 0.99",
+        ),
+        ({"steps": 5, "refiner": {"mode": "ensemble", "switch_at": 0.1}}, "refiner.switch_at", "steps at least 10"),
         (
             {"refiner": {"mode": "img2img", "steps": 3, "strength": 0.3}},
             "refiner.strength",
-            "strength of at least 0.3333",
+            "refiner.strength at least 0.3333",
         ),
         ({"stages": [{"type": "refine", "steps": 49, "strength": 0.02}]}, "stages.0.strength", "at least 0.02041"),
     ],

@@ -15,6 +15,7 @@ from cofounder_agent.contract.errors import (
     ClientGone,
     Conflict,
     DomainError,
+    IdempotencyKeyReused,
     InvalidField,
     NotFound,
     QueueFull,
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # The one place a domain error becomes an HTTP status: the most specific class listed wins.
 STATUS: dict[type[DomainError], int] = {
     InvalidField: 422,
+    # The IETF Idempotency-Key draft (and Stripe): a reused key with another payload is a 422.
+    IdempotencyKeyReused: 422,
     NotFound: 404,
     Conflict: 409,
     QueueFull: 429,
@@ -42,6 +45,13 @@ STATUS: dict[type[DomainError], int] = {
     UpstreamTimeout: 504,
     BrokenConfig: 500,
 }
+
+
+# The 422's description on routes that take an Idempotency-Key (their OpenAPI responses).
+KEY_REUSED = (
+    "A field is invalid (code invalid_request), or the Idempotency-Key was first used for a "
+    "different request (code idempotency_key_reused: use a new key)"
+)
 
 
 def status_of(exc: DomainError) -> int:

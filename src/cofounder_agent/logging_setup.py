@@ -9,6 +9,7 @@ import logging.handlers
 from collections.abc import Iterator
 from pathlib import Path
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s"
@@ -33,16 +34,37 @@ class _JobFilter(logging.Filter):
         return True
 
 
+# Health probes poll every few seconds: at INFO their access lines would bury what an operator
+# needs. Readiness changes are logged where they happen (the worker's "ready", a failed load),
+# so the probes' own lines show at DEBUG only.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class _QuietProbes(logging.Filter):
+    """Drop uvicorn's access line for a probe unless DEBUG is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access logs '%s - "%s %s HTTP/%s" %d' with (client, method, path, version, status).
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and str(args[2]).partition("?")[0] in PROBE_PATHS:
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object a line; a record's ``extra`` fields (an image's seed, timings) become keys."""
+    # "job" is the text format's " [job <id>]" prefix; JSON has job_id.
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(job_id)s", reserved_attrs=[*RESERVED_ATTRS, "job"]
+    )
+
+
 def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: str = "text") -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=10_000_000, backupCount=3))
-    formatter: logging.Formatter = (
-        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(job_id)s")
-        if fmt == "json"
-        else logging.Formatter(TEXT_FORMAT)
-    )
+    formatter = json_formatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(_JobFilter())
@@ -52,3 +74,6 @@ def configure_logging(level: str = "INFO", log_file: Path | None = None, fmt: st
     # keep their warnings only.
     for noisy in ("diffusers", "transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _QuietProbes) for f in access.filters):
+        access.addFilter(_QuietProbes())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 # Request bodies: no unknown fields, and no coercion (false is not 0, "1" is not 1, 2.0 is not
 # 2): a body is valid exactly when it matches the OpenAPI document.
@@ -42,3 +44,20 @@ class Body(BaseModel):
 
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Dimension = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
+
+
+# Ids of stored things (boards, pictures) are uuid4 hex: 32 lowercase hex digits.
+HEX_ID_PATTERN = r"^[0-9a-f]{32}$"
+_HEX_ID = re.compile(HEX_ID_PATTERN)
+
+
+def _board_id(value: str) -> str:
+    # A pattern's own error would show the caller the regex; say what a board id is instead.
+    if not _HEX_ID.fullmatch(value):
+        raise PydanticCustomError(
+            "board_id", "must be a board's id: 32 hex digits, as POST /v1/boards returns it (GET /v1/boards lists them)"
+        )
+    return value
+
+
+BoardId = Annotated[str, AfterValidator(_board_id), WithJsonSchema({"type": "string", "pattern": HEX_ID_PATTERN})]

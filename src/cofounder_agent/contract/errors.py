@@ -38,6 +38,20 @@ class InvalidImage(InvalidField):
     code = "invalid_image"
 
 
+class IdempotencyKeyReused(DomainError):
+    """An Idempotency-Key came back with a different request than the one it was first used for."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"this Idempotency-Key was first used for a different request (job {job_id}); "
+            "send the same request to get that job again, or use a new key for a new request",
+            field="Idempotency-Key",
+        )
+        self.job_id = job_id
+
+
 class NotFound(DomainError):
     """No such thing: a job, an image, a board, a recipe (``code``: ``<kind>_not_found``)."""
 

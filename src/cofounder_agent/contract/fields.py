@@ -19,7 +19,7 @@ CALLERS: tuple[Caller, ...] = ("job", "seed", "cli", "openai", "a1111")
 # option: (job body, seed endpoint, CLI, OpenAI, A1111); "" = the option's own name.
 # A1111 has no refiner steps or strength of its own: the server's defaults, run in steps.
 _TABLE: dict[str, tuple[str, str, str, str, str]] = {
-    "steps": ("", "num_inference_steps", "", "size", ""),
+    "steps": ("", "num_inference_steps", "--steps", "size", ""),
     "width": ("", "", "", "size", ""),
     "height": ("", "", "", "size", ""),
     "num_images": ("", "", "", "n", "batch_size"),
@@ -29,8 +29,23 @@ _TABLE: dict[str, tuple[str, str, str, str, str]] = {
     "refiner_strength": ("refiner.strength", "", "--refine-strength", "refiner.strength", "steps"),
 }
 
+# How each caller changes a schedule that leaves a stage no step, for the 422's advice: the
+# field for more steps, the field for another switch point, and how to turn the refiner off.
+# "" = the caller cannot: OpenAI's request has no step or refiner fields (the server's
+# settings decide), and an A1111 request without refiner_checkpoint takes the server's mode.
+_ADVICE: dict[str, tuple[str, str, str, str, str]] = {
+    "advice.steps": ("steps", "num_inference_steps", "--steps", "", "steps"),
+    "advice.switch_at": ("refiner.switch_at", "switch_at", "--switch-at", "", "refiner_switch_at"),
+    "advice.refiner_steps": ("refiner.steps", "refiner_steps", "--refine-steps", "", ""),
+    "advice.refiner_strength": ("refiner.strength", "refiner_strength", "--refine-strength", "", ""),
+    "advice.refiner_off": ('refiner.mode: "none"', 'refiner_mode: "none"', "--refiner-mode none", "", ""),
+}
+
 FIELDS: Mapping[Caller, Mapping[str, str]] = {
-    caller: MappingProxyType({option: names[column] or option for option, names in _TABLE.items()})
+    caller: MappingProxyType(
+        {option: names[column] or option for option, names in _TABLE.items()}
+        | {key: phrases[column] for key, phrases in _ADVICE.items()}
+    )
     for column, caller in enumerate(CALLERS)
 }
 JOB_FIELDS, SEED_FIELDS, CLI_FIELDS, OPENAI_FIELDS, A1111_FIELDS = (FIELDS[caller] for caller in CALLERS)

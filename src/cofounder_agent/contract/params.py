@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
-from cofounder_agent.contract.schedule import ensemble_split, img2img_steps, min_strength
+from cofounder_agent.contract.schedule import (
+    ensemble_min_steps,
+    ensemble_split,
+    ensemble_switch_range,
+    img2img_min_steps,
+    img2img_runs,
+    min_strength,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -55,35 +63,71 @@ class GenerationParams:
     refiner_steps: int = 30
     refiner_strength: float = 0.3
 
-    def schedule_problem(self) -> tuple[str, str] | None:
-        """Name the field that leaves a stage with no denoising step, or None when all run.
+    def schedule_problem(self, names: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """Name the option that leaves a stage with no denoising step, and the ways out; None when all run.
 
         diffusers silently returns an empty latent for an empty schedule; the caller turns
         this into a 422 (HTTP) or a usage error (CLI) before anything runs. The counts are
-        the ones diffusers runs (``engine.schedule``), not products of floats.
+        the ones diffusers runs (``engine.schedule``), not products of floats. ``names`` is a
+        caller's table (``contract.fields.FIELDS``): the advice names the caller's own fields.
         """
-        if (
-            self.refiner_mode == "img2img"
-            and img2img_steps(self.refiner_steps, self.refiner_strength, self.scheduler) < 1
-        ):
-            lowest = min_strength(self.refiner_steps)
-            return "refiner_strength", (
-                f"{self.refiner_steps} refiner steps at strength {self.refiner_strength} run no refiner step: "
-                f"use a strength of at least {lowest:.4g}, more refiner steps, or refiner mode none"
-            )
+        names = names or _OWN_NAMES
+        if self.refiner_mode == "img2img" and not img2img_runs(self.refiner_steps, self.refiner_strength):
+            return "refiner_strength", self._img2img_advice(names)
         if self.refiner_mode == "ensemble":
             base, refiner = ensemble_split(self.steps, self.switch_at, self.scheduler)
-            if base < 1:
-                return "switch_at", (
-                    f"with {self.steps} steps ({self.scheduler}), switch_at {self.switch_at} leaves the base no "
-                    "step: raise switch_at, use more steps, or refiner mode none"
-                )
-            if refiner < 1:
-                return "switch_at", (
-                    f"with {self.steps} steps ({self.scheduler}), switch_at {self.switch_at} leaves the refiner "
-                    "no step: lower switch_at, use more steps, or refiner mode none"
-                )
+            if min(base, refiner) < 1:
+                # With a schedule too short for any switch point, the steps are what must change.
+                option = "switch_at" if ensemble_switch_range(self.steps, self.scheduler) else "steps"
+                return option, self._ensemble_advice(names, "base" if base < 1 else "refiner")
         return None
+
+    def _ensemble_advice(self, names: Mapping[str, str], starved: str) -> str:
+        steps, switch, off = names["advice.steps"], names["advice.switch_at"], names["advice.refiner_off"]
+        said = f"{steps or 'steps'} {self.steps} ({self.scheduler}) and {switch or 'switch_at'} {self.switch_at}"
+        problem = f"with {said}, the {starved} gets no denoising step"
+        ways: list[str] = []
+        fewest = ensemble_min_steps(self.switch_at, self.scheduler)
+        if steps and fewest is not None:
+            ways.append(f"{steps} at least {fewest}")
+        span = ensemble_switch_range(self.steps, self.scheduler)
+        if switch and span is not None:
+            ways.append(f"{switch} between {span[0]} and {span[1]}")
+        if off:
+            ways.append(off)
+        note = f" (no {switch} works with {self.steps} steps)" if switch and span is None else ""
+        return _with_ways(problem, ways) + note
+
+    def _img2img_advice(self, names: Mapping[str, str]) -> str:
+        steps, strength = names["advice.refiner_steps"], names["advice.refiner_strength"]
+        off = names["advice.refiner_off"]
+        said = f"{steps or 'refiner steps'} {self.refiner_steps} and {strength or 'strength'} {self.refiner_strength}"
+        ways: list[str] = []
+        if strength:
+            ways.append(f"{strength} at least {min_strength(self.refiner_steps):.4g}")
+        fewest = img2img_min_steps(self.refiner_strength)
+        if steps and fewest is not None:
+            ways.append(f"{steps} at least {fewest}")
+        if off:
+            ways.append(off)
+        return _with_ways(f"with {said}, the refiner gets no denoising step", ways)
+
+
+# A table that names every option by itself, for callers without one (the engine, tests).
+_OWN_NAMES: Mapping[str, str] = {
+    "advice.steps": "steps",
+    "advice.switch_at": "switch_at",
+    "advice.refiner_steps": "refiner_steps",
+    "advice.refiner_strength": "refiner_strength",
+    "advice.refiner_off": "refiner_mode none",
+}
+
+
+def _with_ways(problem: str, ways: list[str]) -> str:
+    """``problem`` and what the caller can change; a caller who can change nothing is told whose settings these are."""
+    if not ways:
+        return f"{problem}: this server's step and refiner settings decide it; ask its operator"
+    return f"{problem}; use {', or '.join(ways)}"
 
 
 def batch_key(params: GenerationParams, keep_base: bool = False) -> tuple[object, ...]:

@@ -163,3 +163,33 @@ def _sigma_to_t(sigma: np.float64, log_sigmas: npt.NDArray[np.float32]) -> np.fl
     w = np.clip((low - log_sigma) / (low - high), 0, 1)
     t: np.float64 = ((1 - w) * low_idx + w * high_idx).reshape(np.shape(sigma))
     return t
+
+
+# The most steps a request may ask for (JobCreate's ``steps`` and ``refiner.steps`` limit).
+MAX_STEPS = 200
+# switch_at is advised on this grid: a range a person can type.
+_SWITCH_GRID = [round(n / 100, 2) for n in range(1, 100)]
+
+
+def _ensemble_runs(steps: int, switch_at: float, scheduler: SchedulerName) -> bool:
+    return min(ensemble_split(steps, switch_at, scheduler)) >= 1
+
+
+def ensemble_min_steps(switch_at: float, scheduler: SchedulerName) -> int | None:
+    """The fewest steps (up to ``MAX_STEPS``) at which both UNets of an ensemble get a step."""
+    return next((n for n in range(1, MAX_STEPS + 1) if _ensemble_runs(n, switch_at, scheduler)), None)
+
+
+def ensemble_switch_range(steps: int, scheduler: SchedulerName) -> tuple[float, float] | None:
+    """The lowest and highest switch_at (two decimals) with which both UNets get a step, if any.
+
+    The values that work are one interval: the cutoff timestep must lie between the schedule's
+    lowest and highest timestep.
+    """
+    working = [s for s in _SWITCH_GRID if _ensemble_runs(steps, s, scheduler)]
+    return (working[0], working[-1]) if working else None
+
+
+def img2img_min_steps(strength: float) -> int | None:
+    """The fewest steps (up to ``MAX_STEPS``) with which an img2img pass at ``strength`` runs a step."""
+    return next((n for n in range(1, MAX_STEPS + 1) if img2img_runs(n, strength)), None)

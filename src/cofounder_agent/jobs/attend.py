@@ -30,6 +30,9 @@ class Caller:
 
     gone: Gone
     idempotency_key: str | None = None
+    # The request as the caller sent it, hashed (``jobs.service.request_hash``), where the job
+    # recipe does not stand for it: uploads get new ids each time. None: the recipe's hash.
+    request_hash: str | None = None
 
 
 async def run_for(
@@ -39,7 +42,7 @@ async def run_for(
 
     ``fields`` names the caller's own request fields in a 422 (see ``jobs.recipes.JOB_FIELDS``).
     """
-    view, _ = await jobs.submit(recipe, caller.idempotency_key, fields=fields)
+    view, _ = await jobs.submit(recipe, caller.idempotency_key, fields=fields, request_hash=caller.request_hash)
     waiter = asyncio.ensure_future(jobs.wait(view.id))
     watcher = asyncio.ensure_future(caller.gone())
     try:

@@ -35,6 +35,7 @@ class JobQueue(Protocol):
         *,
         priority: int = 0,
         idempotency_key: str | None = None,
+        request_hash: str | None = None,
         callback_url: str | None = None,
         board_id: str | None = None,
         max_queued: int | None = None,

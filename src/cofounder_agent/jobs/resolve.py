@@ -39,7 +39,7 @@ def resolve_recipe(recipe: JobCreate, settings: Settings, fields: Mapping[str, s
             "refiner": spec,
         }
     )
-    problem = job_params(resolved)[0].schedule_problem()
+    problem = job_params(resolved)[0].schedule_problem(fields)
     if problem is not None:
         raise invalid(fields[problem[0]], problem[1])
     return resolved

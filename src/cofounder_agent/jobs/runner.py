@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,7 @@ class JobRunner:
         run = _Run(job, recipe, control, on_step, live)
         self.recorder.publish(Started(job_id=job.id, attempt=job.attempts))
         outcome = JobOutcome("succeeded")
+        began = time.monotonic()
         with job_context(job.id):
             log.info("job started (attempt %s, %s image(s))", job.attempts, len(params_list))
             try:
@@ -100,12 +102,7 @@ class JobRunner:
             finally:
                 await writer.close()
             outcome.engine_s = control.engine_s
-            log.info(
-                "job %s%s (%.2f s on the engine)",
-                outcome.status,
-                f": {outcome.error}" if outcome.error else "",
-                outcome.engine_s,
-            )
+            _log_end(outcome, time.monotonic() - began)
         return outcome
 
     def _progress(self, job_id: str, live: Live, writer: ProgressWriter, stage: str, step: int, total: int) -> None:
@@ -133,13 +130,15 @@ class JobRunner:
         metadata = {**source.metadata, "recipe_stages": _dumped(records)}
         final_ids = await self.recorder.finals(run.job, finals, metadata, self._made_by)
         await self.recorder.drop(run.job, source.transient)
-        return ResultImage(
+        result = ResultImage(
             image_id=final_ids[0],
             variation_ids=final_ids if len(final_ids) > 1 else [],
             intermediate_ids=source.intermediate_ids,
             recipe_stages=records,
             **source.facts,
         )
+        _log_image(run.job.id, result, finals[0].size)
+        return result
 
     async def _source(self, run: _Run, index: int, params: GenerationParams) -> _Source:
         """A stored input picture (an upload, an earlier result), or a new generation and its intermediates."""
@@ -212,3 +211,52 @@ class JobRunner:
 def _dumped(records: list[StageReport]) -> list[dict[str, Any]]:
     """Stage records as a picture's metadata JSON keeps them."""
     return [record.model_dump(mode="json") for record in records]
+
+
+def _stage_timings(result: ResultImage) -> dict[str, float]:
+    """Name the seconds of each stage of one result.
+
+    The generation's (``base_s``, ``refiner_s``, ``decode_s``, ``total_s``), then each recipe
+    stage's by its place and type (``stages.0.upscale_s``).
+    """
+    timings = dict(result.timings)
+    for record in result.recipe_stages:
+        if record.seconds is not None:
+            timings[f"stages.{record.index}.{record.spec.get('type', 'stage')}_s"] = round(record.seconds, 4)
+    return timings
+
+
+def _log_image(job_id: str, result: ResultImage, size: tuple[int, int]) -> None:
+    """One line per stored result: what an operator needs to find, reproduce and time it."""
+    timings = _stage_timings(result)
+    fields = {
+        "job_id": job_id,
+        "image_id": result.image_id,
+        "seed": result.seed,
+        "width": size[0],
+        "height": size[1],
+        "timings": timings,
+    }
+    shown = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
+    log.info(
+        "image %s stored: seed %s, %sx%s%s",
+        result.image_id,
+        result.seed,
+        *size,
+        f", {shown}" if shown else "",
+        extra=fields,
+    )
+
+
+def _log_end(outcome: JobOutcome, seconds: float) -> None:
+    """One line per job end: its status (and why, if it did not succeed), results and times."""
+    fields = {"status": outcome.status, "images": len(outcome.results), "duration_s": round(seconds, 3)}
+    log.info(
+        "job %s%s: %s image(s) in %.2f s (%.2f s on the engine)",
+        outcome.status,
+        f" ({outcome.error})" if outcome.error else "",
+        len(outcome.results),
+        seconds,
+        outcome.engine_s,
+        extra={**fields, "engine_s": round(outcome.engine_s, 3)},
+    )

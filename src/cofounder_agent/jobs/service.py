@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 
 from cofounder_agent.config import Settings
-from cofounder_agent.contract.errors import Conflict, InvalidField, NotFound, QueueFull
+from cofounder_agent.contract.errors import Conflict, IdempotencyKeyReused, InvalidField, NotFound, QueueFull
 from cofounder_agent.contract.fields import JOB_FIELDS
 from cofounder_agent.contract.params import batch_key
 from cofounder_agent.jobs.bus import Delivered
@@ -30,15 +31,23 @@ class JobService:
         self.egress = EgressPolicy.parse(settings.image_webhook_allow)  # parsed once, not per submit
 
     async def submit(
-        self, recipe: JobCreate, idempotency_key: str | None = None, fields: Mapping[str, str] = JOB_FIELDS
+        self,
+        recipe: JobCreate,
+        idempotency_key: str | None = None,
+        fields: Mapping[str, str] = JOB_FIELDS,
+        request_hash: str | None = None,
     ) -> tuple[JobPublic, bool]:
         """Queue a recipe; the bool says whether it is new (False: a repeated Idempotency-Key).
 
         ``fields`` names job options as the calling endpoint's body does, for its 422s.
+        ``request_hash`` stands for the request a key is used with (default: the recipe's, as
+        sent); the same key with another request is refused.
         """
         if idempotency_key is not None:
+            request_hash = request_hash or fingerprint(recipe.model_dump(mode="json"))
             known = await self.store.find_by_key(idempotency_key)
             if known is not None:
+                _same_request(known, request_hash)
                 return await self.public(known), False
         resolved = resolve_recipe(self.recipes.apply(recipe), self.settings, fields)
         # Stages the job wrote itself must have their face model; a named recipe's may go without.
@@ -53,6 +62,7 @@ class JobService:
                 resolved.model_dump(mode="json"),
                 priority=resolved.priority,
                 idempotency_key=idempotency_key,
+                request_hash=request_hash,
                 callback_url=str(resolved.callback_url) if resolved.callback_url else None,
                 board_id=resolved.board_id,
                 max_queued=self.settings.image_max_queue,
@@ -65,12 +75,14 @@ class JobService:
                 f"the queue holds its maximum of {self.settings.image_max_queue} jobs; retry later",
                 retry_after=await self._retry_after(),
             ) from None
+        if not new:  # another request with the key was stored between our look and our insert
+            _same_request(job, request_hash)
         return await self.public(job), new
 
     async def _check_references(self, resolved: JobCreate) -> list[tuple[int, int]]:
         """Check the board, model files and pictures the recipe names; return its pictures' sizes."""
         if resolved.board_id is not None and await self.store.get_board(resolved.board_id) is None:
-            raise InvalidField("board_id", "no board with this id")
+            raise InvalidField("board_id", f"no such board {resolved.board_id} (GET /v1/boards lists them)")
         for index, stage in enumerate(resolved.stages):
             for name, file in stage.model_files().items():
                 if not (self.settings.models_dir / file).is_file():
@@ -212,3 +224,15 @@ def _batch_key(recipe: JobCreate) -> str | None:
     if recipe.input_image_ids:
         return None
     return json.dumps(batch_key(job_params(recipe)[0], recipe.keep_intermediates))
+
+
+def fingerprint(request: object) -> str:
+    """sha256 of a request's canonical JSON (sorted keys): what an Idempotency-Key is compared by."""
+    text = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _same_request(job: JobRow, request_hash: str | None) -> None:
+    """Refuse a key reused with another request; a job stored before hashes (None) is trusted as before."""
+    if job.request_hash is not None and request_hash is not None and job.request_hash != request_hash:
+        raise IdempotencyKeyReused(job.id)

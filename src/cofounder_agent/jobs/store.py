@@ -101,6 +101,7 @@ class Store(JobClaims, OutboxRows, Leases, ImageRows):
         *,
         priority: int = 0,
         idempotency_key: str | None = None,
+        request_hash: str | None = None,
         callback_url: str | None = None,
         board_id: str | None = None,
         max_queued: int | None = None,
@@ -108,6 +109,9 @@ class Store(JobClaims, OutboxRows, Leases, ImageRows):
         on_queued: Callable[[JobRow, int], None] | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; return it and whether it is new (False: same Idempotency-Key seen).
+
+        ``request_hash`` is kept beside the key; comparing it with a later request's is the
+        caller's (``JobService.submit``).
 
         ``on_queued(job, position)`` runs as soon as a new job is committed, before any worker
         of this process is woken and with no await in between: its "queued" event comes
@@ -133,6 +137,7 @@ class Store(JobClaims, OutboxRows, Leases, ImageRows):
                             priority=priority,
                             recipe=recipe,
                             idempotency_key=idempotency_key,
+                            request_hash=request_hash if idempotency_key is not None else None,
                             callback_url=callback_url,
                             board_id=board,
                             image_ids=[],

@@ -74,6 +74,9 @@ class JobRow(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    # sha256 of the request that first used ``idempotency_key`` (None: no key, or a job stored
+    # before revision 0006): the same key with another request is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     callback_url: Mapped[str | None] = mapped_column(Text, default=None)
     # A deleted board leaves its jobs unboarded, as it leaves its images.
     board_id: Mapped[str | None] = mapped_column(

@@ -10,6 +10,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import WithJsonSchema
 
 from cofounder_agent.deps import GalleryDep, JobServiceDep
+from cofounder_agent.errors import KEY_REUSED
 from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import JobCreate, JobPublic, JobsPublic, JobStatus
@@ -28,14 +29,26 @@ REPLAY: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=202, responses={**ERRORS, **REPLAY, 429: {"model": ErrorBody}})
+SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    **REPLAY,
+    422: {"model": ErrorBody, "description": KEY_REUSED},
+    429: {"model": ErrorBody},
+}
+
+
+@router.post("", status_code=202, responses=SUBMIT_ERRORS)
 async def submit_job(
     body: JobCreate,
     jobs: JobServiceDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
-    """Queue a generation; answers at once with the job id and its queue position."""
+    """Queue a generation; answers at once with the job id and its queue position.
+
+    The same ``Idempotency-Key`` with the same body answers (200) with the job it made; with
+    another body, a 422 ``idempotency_key_reused``.
+    """
     job, new = await jobs.submit(body, idempotency_key)
     if not new:
         response.status_code = 200  # the job this Idempotency-Key already made

@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 
 from cofounder_agent.deps import FeaturedImageDep, FleetDep, PexelsDep, disconnect_of
+from cofounder_agent.errors import KEY_REUSED
 from cofounder_agent.jobs.attend import Caller
+from cofounder_agent.jobs.service import fingerprint
 from cofounder_agent.schemas import ErrorBody, ImageGenerationRequest, ImageGenerationResponse, MediaHealth
 from cofounder_agent.schemas.media import WorkerPublic
 
@@ -17,7 +19,7 @@ router = APIRouter(prefix="/api/media", tags=["media"])
 @router.post(
     "/generate-image",
     responses={
-        422: {"model": ErrorBody},
+        422: {"model": ErrorBody, "description": KEY_REUSED},
         429: {"model": ErrorBody},
         503: {"model": ErrorBody},
         502: {"model": ErrorBody},
@@ -38,7 +40,10 @@ async def generate_image(
     def url_for(image_id: str) -> str:
         return str(request.url_for("get_image", image_id=image_id))
 
-    return await featured.produce(body, url_for, Caller(disconnect_of(request.receive), idempotency_key))
+    # The job recipe holds a drawn seed (a new one each time): the key is compared by the body.
+    request_hash = fingerprint(body.model_dump(mode="json")) if idempotency_key else None
+    caller = Caller(disconnect_of(request.receive), idempotency_key, request_hash)
+    return await featured.produce(body, url_for, caller)
 
 
 @router.get("/health")

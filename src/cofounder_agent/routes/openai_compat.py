@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 
 from cofounder_agent.deps import FleetDep, OpenAIImagesDep, SettingsDep, disconnect_of
+from cofounder_agent.errors import KEY_REUSED
 from cofounder_agent.jobs.attend import Caller
 from cofounder_agent.routes.images import image_url
 from cofounder_agent.schemas.jobs import JobCreate
@@ -26,6 +27,7 @@ from cofounder_agent.schemas.openai import (
 router = APIRouter(tags=["openai"])
 # The errors a synchronous OpenAI call can answer besides the body's own (see openapi.py).
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": OpenAIErrorBody} for status in (400, 404, 409, 429, 503)}
+ERRORS[400] = {"model": OpenAIErrorBody, "description": KEY_REUSED}  # OpenAI's 400 is the API's 422
 OWNER = "cofounder-agent"
 
 

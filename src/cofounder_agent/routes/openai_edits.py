@@ -7,6 +7,7 @@ OpenAI defines and this server has no use for (quality, background, user, ...) a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
@@ -17,6 +18,7 @@ from cofounder_agent.contract.errors import InvalidField
 from cofounder_agent.deps import OpenAIImagesDep, SettingsDep, disconnect_of
 from cofounder_agent.errors import AppError
 from cofounder_agent.jobs.attend import Caller
+from cofounder_agent.jobs.service import fingerprint
 from cofounder_agent.routes.images import image_url
 from cofounder_agent.routes.openai_compat import ERRORS
 from cofounder_agent.schemas.openai import (
@@ -86,7 +88,9 @@ async def edit_images(
     drawn = await _read(mask, "mask", limit) if mask is not None else None
     target = None if size == "auto" else size_of(size)
     edit = await asyncio.to_thread(prepare_edit, picture, drawn, target)
-    job = await images.edit(prompt, edit, n, Caller(disconnect_of(request.receive), idempotency_key))
+    asked = ["edits", prompt, n, size, _digest(picture), _digest(drawn)]
+    caller = Caller(disconnect_of(request.receive), idempotency_key, fingerprint(asked) if idempotency_key else None)
+    job = await images.edit(prompt, edit, n, caller)
     return await images.response(job, response_format, image_url(request), prompt)
 
 
@@ -106,5 +110,12 @@ async def create_variations(
     data = await _read(image, "image", settings.image_max_upload_mb)
     dimensions = size_of(size)
     picture = await asyncio.to_thread(prepare_variation, data, dimensions)
-    job = await images.variations(picture, dimensions, n, Caller(disconnect_of(request.receive), idempotency_key))
+    asked = ["variations", n, size, _digest(data)]
+    caller = Caller(disconnect_of(request.receive), idempotency_key, fingerprint(asked) if idempotency_key else None)
+    job = await images.variations(picture, dimensions, n, caller)
     return await images.response(job, response_format, image_url(request))
+
+
+def _digest(data: bytes | None) -> str | None:
+    # The job recipe names the stored copies (new ids each time): a key is compared by the files.
+    return hashlib.sha256(data).hexdigest() if data is not None else None

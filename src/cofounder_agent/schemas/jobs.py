@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
-from cofounder_agent.contract.body import Body, Dimension, Prompt
+from cofounder_agent.contract.body import BoardId, Body, Dimension, Prompt
 from cofounder_agent.contract.params import MAX_SEED, RefinerMode, SchedulerName
 from cofounder_agent.stages import AnyStage
 
@@ -37,7 +37,7 @@ class JobCreate(Body):
     scheduler: SchedulerName | None = None
     refiner: RefinerSpec | None = None
     num_images: int = Field(1, ge=1, le=8)
-    board_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    board_id: BoardId | None = Field(None, description="put the images in this board (POST /v1/boards makes one)")
     priority: int = Field(0, ge=-10, le=10, description="higher runs first; equal priorities run in order")
     callback_url: AnyHttpUrl | None = Field(None, strict=False, description="POSTed the final job JSON when it ends")
     keep_intermediates: bool = Field(False, description="also store earlier stages' pictures, flagged")

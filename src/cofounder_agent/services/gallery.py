@@ -90,7 +90,7 @@ class Gallery:
         """
         if board_id is not None and await self.db.get_board(board_id) is None:
             # A body field, not the path: 422 naming it, as POST /v1/jobs answers.
-            raise InvalidField("board_id", "no board with this id")
+            raise InvalidField("board_id", f"no such board {board_id} (GET /v1/boards lists them)")
         try:
             stored = await asyncio.to_thread(self.files.save_encoded, data, {"source": "upload"})
         except UnsupportedImage as exc:
