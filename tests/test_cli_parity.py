@@ -23,7 +23,7 @@ from cofounder_agent import cli
 from cofounder_agent.cli_flags import RECIPE_FLAGS
 from cofounder_agent.cli_generate import generate
 from cofounder_agent.cli_progress import ProgressBar
-from cofounder_agent.schemas.jobs import JobCreate
+from cofounder_agent.schemas.jobs import JobCreate, RecipeTemplate
 from conftest import LIMIT_S, make_settings, pixels, running_server, wait_job, wait_ready
 
 CLI = [sys.executable, "-m", "cofounder_agent"]
@@ -154,3 +154,15 @@ def test_generate_shows_its_steps_on_a_terminal(monkeypatch: pytest.MonkeyPatch,
     lines: list[dict[str, Any]] = [json.loads(line) for line in stdout.getvalue().splitlines()]
     assert [line["seed"] for line in lines] == [1, 2]  # stdout keeps only the JSON lines
     assert "base 1/8" in drawn and "refiner 2/2" in drawn and "100%|" in drawn
+
+
+async def test_both_clients_read_a_named_recipe(server: str) -> None:
+    """What `submit` reads to keep a recipe's stages before the flags' own."""
+    from cofounder_agent.client import AsyncClient, Client
+    from cofounder_agent.jobs.recipe_book import BUILT_IN
+
+    with Client(server) as sync:
+        recipe = sync.recipe("progressive")
+    assert recipe == RecipeTemplate.model_validate(BUILT_IN["progressive"])
+    async with AsyncClient(server) as client:
+        assert await client.recipe("progressive") == recipe
