@@ -138,6 +138,10 @@ def test_generate_refuses_unavailable_or_unknown_options(tmp_path: Path) -> None
         [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path)
     )
     assert recipe.returncode == 1 and "--recipe" in recipe.stderr and "TINY MODEL" not in recipe.stderr
+    guidance = subprocess.run(
+        [*CLI, "generate", "x", "--guidance", "50"], capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path)
+    )
+    assert guidance.returncode == 1 and guidance.stderr.startswith("error: --guidance: ")  # the flag, not the field
 
 
 @pytest.mark.slow

@@ -38,6 +38,23 @@ RECIPE_FLAGS = (
     "--recipe",
 )
 
+# The job body's field each flag sets, for errors that name the field (stages are by index).
+FLAG_OF = {
+    "negative_prompt": "--negative",
+    "seed": "--seed",
+    "width": "--width",
+    "height": "--height",
+    "steps": "--steps",
+    "guidance_scale": "--guidance",
+    "scheduler": "--scheduler",
+    "num_images": "--num-images",
+    "recipe": "--recipe",
+    "refiner.mode": "--refiner-mode",
+    "refiner.switch_at": "--switch-at",
+    "refiner.steps": "--refine-steps",
+    "refiner.strength": "--refine-strength",
+}
+
 
 def _default(name: str) -> Any:
     return JobCreate.model_fields[name].default

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cofounder_agent.cli_flags import add_recipe_flags, flag_stages, job_body
+from cofounder_agent.cli_flags import FLAG_OF, add_recipe_flags, flag_stages, job_body
 from cofounder_agent.cli_progress import ProgressBar, step_text
 from cofounder_agent.config import Settings
 from cofounder_agent.contract.params import MAX_SEED
@@ -83,7 +83,8 @@ def cli_recipe(args: argparse.Namespace, settings: Settings) -> JobCreate:
         raise SystemExit(f"error: {exc.message}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise SystemExit(f"error: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        field = ".".join(map(str, first["loc"]))
+        raise SystemExit(f"error: {FLAG_OF.get(field, field)}: {first['msg']}") from None
 
 
 async def generate(args: argparse.Namespace, settings: Settings) -> None:
