@@ -44,7 +44,7 @@ def test_export_tiny_then_generate_from_the_folders(tmp_path: Path) -> None:
         "--height",
         "64",
     ]
-    args += ["--base-steps", "20", "--refiner-mode", "img2img", "--refine-steps", "20", "--refine-strength", "0.5"]
+    args += ["--steps", "20", "--refiner-mode", "img2img", "--refine-steps", "20", "--refine-strength", "0.5"]
     runs = [subprocess.run(args, env=env, capture_output=True, text=True, timeout=LIMIT_S) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     paths = [Path(json.loads(r.stdout.strip().splitlines()[-1])["path"]) for r in runs]
@@ -110,7 +110,7 @@ def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_generate_with_upscale_and_a_recipe(tmp_path: Path) -> None:
     base = [*CLI, "generate", "a castle", "-o", str(tmp_path / "out"), "--seed", "3", "--width", "64", "--height", "64"]
-    base += ["--base-steps", "20"]
+    base += ["--steps", "20"]
     run = subprocess.run(
         [*base, "--recipe", "progressive", "--upscale"],
         env=_env(tmp_path, IMAGE_MODEL="tiny"),
@@ -138,6 +138,10 @@ def test_generate_refuses_unavailable_or_unknown_options(tmp_path: Path) -> None
         [*CLI, "generate", "x", "--recipe", "nope"], capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path)
     )
     assert recipe.returncode == 1 and "--recipe" in recipe.stderr and "TINY MODEL" not in recipe.stderr
+    guidance = subprocess.run(
+        [*CLI, "generate", "x", "--guidance", "50"], capture_output=True, text=True, timeout=LIMIT_S, env=_env(tmp_path)
+    )
+    assert guidance.returncode == 1 and guidance.stderr.startswith("error: --guidance: ")  # the flag, not the field
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cofounder_agent.contract.params import REFINER_MODES, SCHEDULER_NAMES
+from cofounder_agent.cli_flags import add_recipe_flags, flag_stages, job_body
+from cofounder_agent.cli_progress import ProgressBar, step_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,15 +29,7 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     submit = sub.add_parser("submit", parents=[server], help="queue a job on a running server")
     submit.add_argument("prompt")
-    submit.add_argument("--negative", default=None, help="negative prompt")
-    submit.add_argument("--seed", type=int, default=None)
-    submit.add_argument("--width", type=int, default=None)
-    submit.add_argument("--height", type=int, default=None)
-    submit.add_argument("--steps", type=int, default=None)
-    submit.add_argument("--guidance", type=float, default=None)
-    submit.add_argument("--scheduler", choices=SCHEDULER_NAMES, default=None)
-    submit.add_argument("--num-images", type=int, default=None)
-    submit.add_argument("--refiner-mode", choices=REFINER_MODES, default=None)
+    add_recipe_flags(submit)
     submit.add_argument("--priority", type=int, default=None, help="-10..10; higher runs first")
     submit.add_argument("--board", default=None, help="board id to file the images under")
     submit.add_argument("--wait", action="store_true", help="follow the job to its end")
@@ -57,45 +50,29 @@ def _print_job(job: JobPublic) -> None:
     print(job.model_dump_json(indent=2))
 
 
-def _recipe(args: argparse.Namespace) -> dict[str, Any]:
-    # Only what was given: the server fills in the rest and is the one place that validates it.
-    options = {
-        "negative_prompt": args.negative,
-        "seed": args.seed,
-        "width": args.width,
-        "height": args.height,
-        "steps": args.steps,
-        "guidance_scale": args.guidance,
-        "scheduler": args.scheduler,
-        "num_images": args.num_images,
-        "priority": args.priority,
-        "board_id": args.board,
-    }
-    recipe = {"prompt": args.prompt} | {key: value for key, value in options.items() if value is not None}
-    if args.refiner_mode is not None:
-        recipe["refiner"] = {"mode": args.refiner_mode}
-    return recipe
+def _recipe(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """The job body: the recipe flags as given (the server fills in the rest and validates it)."""
+    # A body's stages replace its named recipe's: keep the recipe's, as `generate` does.
+    template = client.recipe(args.recipe).stages if args.recipe is not None and flag_stages(args) else None
+    stages = [stage.model_dump(exclude_none=True) for stage in template or []]
+    extra = {"priority": args.priority, "board_id": args.board}
+    return job_body(args, stages) | {key: value for key, value in extra.items() if value is not None}
 
 
 def _show_progress(client: Client, job_id: str) -> None:
-    """Draw a progress bar on stderr from the job's events until it ends."""
-    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
-
-    with tqdm(total=100, file=sys.stderr, bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") as bar:
+    """Draw the progress bar (on a terminal) from the job's events until it ends."""
+    with ProgressBar() as bar:
         for event in client.events(job_id):
-            data = event.data
+            data, description = event.data, None
             if event.type == "queued":
-                bar.set_description(f"queued, position {data.get('position')}", refresh=False)
+                description = f"queued, position {data.get('position')}"
             elif event.type == "step":
-                bar.set_description(f"{data.get('stage')} {data.get('step')}/{data.get('total')}", refresh=False)
+                description = step_text(data.get("stage"), data.get("step"), data.get("total"))
             elif event.terminal:
-                bar.set_description(event.type, refresh=False)
+                description = event.type
             elif data.get("stage"):  # started, stage, running; an image event keeps the last stage shown
-                bar.set_description(data["stage"], refresh=False)
-            progress = 1.0 if event.type == "succeeded" else data.get("progress")
-            if progress is not None:
-                bar.n = round(100 * progress)
-            bar.refresh()
+                description = data["stage"]
+            bar.show(description, 1.0 if event.type == "succeeded" else data.get("progress"))
 
 
 def _follow(client: Client, job_id: str, output_dir: Path | None) -> int:
@@ -119,7 +96,7 @@ def _follow(client: Client, job_id: str, output_dir: Path | None) -> int:
 
 
 def _submit(client: Client, args: argparse.Namespace) -> int:
-    job = client.submit(_recipe(args))
+    job = client.submit(_recipe(client, args))
     if args.wait:
         return _follow(client, job.id, args.output_dir)
     _print_job(job)

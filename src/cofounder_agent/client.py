@@ -21,7 +21,15 @@ import httpx
 from httpx_sse import aconnect_sse, connect_sse
 from pydantic import BaseModel
 
-from cofounder_agent.schemas.jobs import BoardPublic, BoardsPublic, ImagesPublic, JobCreate, JobPublic, JobsPublic
+from cofounder_agent.schemas.jobs import (
+    BoardPublic,
+    BoardsPublic,
+    ImagesPublic,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    RecipeTemplate,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -163,6 +171,10 @@ class Client:
         """Cancel a queued or running job."""
         return self._json(JobPublic, "DELETE", _job(job_id))
 
+    def recipe(self, name: str) -> RecipeTemplate:
+        """A named recipe's options (what a job naming it starts from)."""
+        return self._json(RecipeTemplate, "GET", f"/v1/recipes/{_id(name)}")
+
     def events(self, job_id: str) -> Iterator[JobEvent]:
         """Follow a job's events up to and including its terminal one."""
         return self._events(job_id, read=None)
@@ -291,6 +303,10 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> JobPublic:
         """Cancel a queued or running job."""
         return await self._json(JobPublic, "DELETE", _job(job_id))
+
+    async def recipe(self, name: str) -> RecipeTemplate:
+        """A named recipe's options (what a job naming it starts from)."""
+        return await self._json(RecipeTemplate, "GET", f"/v1/recipes/{_id(name)}")
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Follow a job's events up to and including its terminal one."""
