@@ -58,7 +58,13 @@ export async function refresh() {
     return;
   }
   state.count = page.count;
-  render(page.data);
+  const grid = $('#grid');
+  const ids = page.data.map((image) => image.id).join(' ');
+  // The same pictures as shown: keep the tiles (and their loaded thumbnails) as they are.
+  if (grid.dataset.ids !== ids || grid.dataset.board !== state.board) render(page.data);
+  else describePage(page.data.length);
+  grid.dataset.ids = ids;
+  grid.dataset.board = state.board;
 }
 
 function forgetPictures() {
@@ -73,7 +79,11 @@ function render(images) {
   const grid = $('#grid');
   grid.replaceChildren(...images.map(tile));
   for (const img of grid.querySelectorAll('img')) state.observer.observe(img);
-  const last = Math.min(state.offset + images.length, state.count);
+  describePage(images.length);
+}
+
+function describePage(shown) {
+  const last = Math.min(state.offset + shown, state.count);
   $('#gallery-count').textContent = state.count === 0
     ? 'No images here yet.'
     : `${state.offset + 1}–${last} of ${state.count} images, newest first`;
@@ -81,7 +91,6 @@ function render(images) {
     ? `Page ${Math.floor(state.offset / PAGE) + 1} of ${Math.ceil(state.count / PAGE)}` : '';
   $('#page-prev').disabled = state.offset === 0;
   $('#page-next').disabled = state.offset + PAGE >= state.count;
-  $('#grid').dataset.count = String(state.count);
 }
 
 function tile(image) {
