@@ -66,7 +66,7 @@ def console_errors(driver: WebDriver, allowed: tuple[str, ...] = ()) -> list[dic
     return [e for e in entries if e["level"] == "SEVERE" and not any(a in e["message"] for a in allowed)]
 
 
-def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | None | bool], what: str) -> T:
+def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | bool | None], what: str) -> T:
     """Wait on a state of the page; the limit only catches a hang, never a slow machine."""
     # The page redraws while a test looks: an element replaced under it is looked up again.
     wait = WebDriverWait(driver, LIMIT_S, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,))

@@ -143,7 +143,7 @@ def open_dialog(driver: WebDriver, button: WebElement) -> WebElement:
 def test_a_job_from_the_form_shows_its_progress_then_its_images_with_the_seed_given(
     site: Site, page: WebDriver
 ) -> None:
-    board = f"foxes {site.key or 'open'}"
+    board = "foxes, " + ("with a key" if site.key else "open")
     board_id = create_board(page, board)
     fields = {"prompt": "a red fox in the snow", "seed": str(SEED), "width": "64", "height": "64"}
     card = submit_job(page, {**fields, "steps": "8", "num_images": "2", "refiner_mode": "none"}, board)
@@ -179,8 +179,12 @@ def test_a_running_job_cancelled_from_the_page_shows_cancelled(site: Site, page:
     # The one slow job (about 10 s on two cores): long enough to be caught running.
     slow = {"prompt": "a slow lighthouse", "width": "384", "height": "384", "steps": "100", "refiner_mode": "none"}
     card = submit_job(page, slow)
-    wait_for(page, lambda d: card.get_attribute("data-status") == "running" and 0 < progress_value(card) < 1,
-             "the job running, its bar part way")
+    wait_for(
+        page,
+        lambda d: card.get_attribute("data-status") == "running" and 0 < progress_value(card) < 1,
+        "the job running, its bar part way",
+    )
+    page.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
     screenshot(page, "job-running")
     card.find_element(By.CSS_SELECTOR, "[data-action=cancel]").click()
     wait_for(page, lambda d: card.get_attribute("data-status") == "cancelled", "the job cancelled")
@@ -274,6 +278,7 @@ def test_at_a_phones_width_nothing_overflows_and_the_keyboard_opens_and_closes_a
 
     # Tab from the top of the page to the first tile: every control on the way takes focus.
     page.execute_script("document.activeElement.blur()")
+
     def focused(d: WebDriver) -> str | None:
         value: str | None = d.switch_to.active_element.get_attribute("data-image-id")
         return value
