@@ -1,6 +1,6 @@
-import { describe } from './api.js';
-
 // Small DOM helpers. Text from the API (prompts are user text) only ever becomes textContent.
+
+import { describe } from './api.js';
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
