@@ -4,8 +4,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The PostgreSQL tests start their own server from Debian's binaries (never a mock, never skipped).
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+# The /ui browser tests drive Debian's Chromium through its own chromedriver (never downloaded,
+# never skipped); fonts-dejavu-core gives the screenshots glyphs. One apt-get update for both.
+need_pg=() need_browser=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pg=(postgresql)
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || need_browser=(chromium chromium-driver fonts-dejavu-core)
+if [ ${#need_pg[@]} -gt 0 ] || [ ${#need_browser[@]} -gt 0 ]; then
+    apt-get update -qq
+    export DEBIAN_FRONTEND=noninteractive
+    if [ ${#need_pg[@]} -gt 0 ]; then apt-get install -y -qq "${need_pg[@]}" >/dev/null; fi
+    # Without recommends: chromium-common would pull in upower, udev, mesa, printing tools.
+    if [ ${#need_browser[@]} -gt 0 ]; then
+        apt-get install -y -qq --no-install-recommends "${need_browser[@]}" >/dev/null
+    fi
 fi
 
 python3 -m venv .venv

@@ -152,3 +152,103 @@ def test_a_row_whose_file_this_server_cannot_see_says_so(server: str, data_dir: 
             assert missing.json()["error"]["code"] == "image_file_missing"
             assert "IMAGE_DATA_DIR" in missing.json()["error"]["message"]
         assert client.get("/v1/images/" + "0" * 32).json()["error"]["code"] == "image_not_found"
+
+
+def _upload(client: httpx.Client, board_id: str | None = None) -> str:
+    data = {"board_id": board_id} if board_id else {}
+    response = client.post("/v1/images", files={"file": ("a.png", _png((32, 32)), "image/png")}, data=data)
+    assert response.status_code == 201, response.text
+    image_id: str = response.json()["id"]
+    return image_id
+
+
+def _ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [image["id"] for image in response.json()["data"]]
+
+
+def test_images_are_listed_by_board_in_no_board_or_all(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
+        board_id = client.post("/v1/boards", json={"name": "listed"}).json()["id"]
+        boarded = [_upload(client, board_id) for _ in range(3)]
+        loose = [_upload(client) for _ in range(2)]
+        mine = boarded + loose
+
+        in_board = client.get("/v1/images", params={"board_id": board_id})
+        assert _ids(in_board) == boarded and in_board.json()["count"] == 3
+        assert in_board.json()["data"][0]["board_id"] == board_id
+        newest = client.get("/v1/images", params={"board_id": board_id, "order": "newest"})
+        assert _ids(newest) == boarded[::-1]
+        # Other tests of this module leave images too: these are the newest of each listing.
+        unboarded = client.get("/v1/images", params={"board_id": "none", "order": "newest", "limit": 2})
+        assert _ids(unboarded) == loose[::-1] and unboarded.json()["count"] >= 2
+        everything = client.get("/v1/images", params={"order": "newest", "limit": 5})
+        assert _ids(everything) == mine[::-1] and everything.json()["count"] >= 5
+        assert set(mine) <= set(_ids(client.get("/v1/images", params={"limit": 200})))
+
+        page = {"board_id": board_id, "limit": 1}
+        pages = [_ids(client.get("/v1/images", params={**page, "offset": n})) for n in range(4)]
+        assert pages == [[boarded[0]], [boarded[1]], [boarded[2]], []]
+        finals = client.get("/v1/images", params={"board_id": board_id, "intermediate": "false"})
+        assert _ids(finals) == boarded
+        assert _ids(client.get("/v1/images", params={"board_id": board_id, "intermediate": "true"})) == []
+        by_board = client.get(f"/v1/boards/{board_id}/images", params={"order": "newest"})
+        assert _ids(by_board) == boarded[::-1]
+        assert _ids(client.get(f"/v1/boards/{board_id}/images")) == boarded  # oldest first by default
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"board_id": "0" * 32}, 404),
+        ({"board_id": "None"}, 422),
+        ({"board_id": "0" * 31}, 422),
+        ({"order": "random"}, 422),
+        ({"limit": 201}, 422),
+    ],
+)
+def test_bad_image_listings_are_refused(server: str, params: dict[str, Any], status: int) -> None:
+    response = httpx.get(f"{server}/v1/images", params=params)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == next(iter(params))
+
+
+def test_an_image_moves_between_boards_and_out_of_them(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
+        first, second = (client.post("/v1/boards", json={"name": n}).json()["id"] for n in ("first", "second"))
+        image_id = _upload(client, first)
+
+        moved = client.patch(f"/v1/images/{image_id}", json={"board_id": second})
+        assert moved.status_code == 200, moved.text
+        assert (moved.json()["id"], moved.json()["board_id"]) == (image_id, second)
+        assert moved.json()["url"].endswith(f"/v1/images/{image_id}")
+        assert _ids(client.get(f"/v1/boards/{first}/images")) == []
+        assert _ids(client.get(f"/v1/boards/{second}/images")) == [image_id]
+
+        out = client.patch(f"/v1/images/{image_id}", json={"board_id": None})
+        assert out.status_code == 200 and out.json()["board_id"] is None
+        assert _ids(client.get(f"/v1/boards/{second}/images")) == []
+        assert image_id in _ids(client.get("/v1/images", params={"board_id": "none", "order": "newest"}))
+
+        back = client.patch(f"/v1/images/{image_id}", json={"board_id": first})
+        assert back.json()["board_id"] == first
+        assert client.get(f"/v1/images/{image_id}/metadata").json()["board_id"] == first
+
+
+def test_a_refused_move_changes_nothing(server: str) -> None:
+    unknown = "0" * 32
+    with httpx.Client(base_url=server, timeout=LIMIT_S) as client:
+        board_id = client.post("/v1/boards", json={"name": "stay"}).json()["id"]
+        image_id = _upload(client, board_id)
+        refused = client.patch(f"/v1/images/{image_id}", json={"board_id": unknown})
+        assert refused.status_code == 422, refused.text
+        assert (refused.json()["error"]["field"], refused.json()["error"]["message"]) == (
+            "board_id",
+            "board_id: no board with this id",
+        )
+        assert client.get(f"/v1/images/{image_id}/metadata").json()["board_id"] == board_id
+        for body in ({}, {"board_id": "x"}, {"board_id": board_id, "name": "extra"}):
+            assert client.patch(f"/v1/images/{image_id}", json=body).status_code == 422, body
+        gone = client.patch(f"/v1/images/{unknown}", json={"board_id": board_id})
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "image_not_found"
+        assert _ids(client.get(f"/v1/boards/{board_id}/images")) == [image_id]

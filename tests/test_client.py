@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from cofounder_agent.client import ApiError, AsyncClient, Client, JobEvent
+from cofounder_agent.client_gallery import UNBOARDED
 from cofounder_agent.schemas.jobs import JobCreate
 from conftest import LIMIT_S, make_settings, pixels, running_server, wait_ready
 
@@ -213,3 +214,40 @@ async def test_async_boards(server: str) -> None:
         assert (await sdk.board_images(board.id)).count == 0
         await sdk.delete_board(board.id)
         assert board.id not in {b.id for b in (await sdk.list_boards()).data}
+
+
+def test_images_are_listed_and_moved(client: Client) -> None:
+    board = client.create_board("moves")
+    done = client.wait(client.submit({**FAST, "board_id": board.id}).id, timeout=LIMIT_S)
+    (image_id,) = done.image_ids
+    listed = client.list_images(board.id, intermediate=False)
+    assert [image.id for image in listed.data] == [image_id] and listed.count == 1
+
+    moved = client.move_image(image_id, None)
+    assert (moved.id, moved.board_id) == (image_id, None)
+    assert client.list_images(board.id).count == 0
+    assert client.list_images(UNBOARDED, order="newest", limit=1).data[0].id == image_id
+    assert image_id in {image.id for image in client.list_images(limit=200).data}
+    assert client.move_image(image_id, board.id).board_id == board.id
+
+    with pytest.raises(ApiError) as refused:
+        client.move_image(image_id, "0" * 32)
+    assert (refused.value.status, refused.value.field) == (422, "board_id")
+    with pytest.raises(ApiError) as unknown:
+        client.list_images("0" * 32)
+    assert (unknown.value.status, unknown.value.code) == (404, "board_not_found")
+
+
+async def test_async_images_are_listed_and_moved(server: str) -> None:
+    async with AsyncClient(server) as sdk:
+        board = await sdk.create_board("async moves")
+        other = await sdk.create_board("async target")
+        done = await sdk.wait((await sdk.submit({**FAST, "board_id": board.id})).id, timeout=LIMIT_S)
+        (image_id,) = done.image_ids
+        assert [i.id for i in (await sdk.list_images(board.id, order="newest")).data] == [image_id]
+        assert (await sdk.move_image(image_id, other.id)).board_id == other.id
+        assert (await sdk.list_images(board.id)).count == 0
+        assert [i.id for i in (await sdk.list_images(other.id, intermediate=False)).data] == [image_id]
+        with pytest.raises(ApiError) as gone:
+            await sdk.move_image("0" * 32, None)
+        assert (gone.value.status, gone.value.code) == (404, "image_not_found")

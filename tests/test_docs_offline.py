@@ -98,7 +98,8 @@ def test_the_pages_answer_head_stay_out_of_the_document_and_a_missing_asset_is_a
     assert missing.status_code == 404 and missing.json()["error"]["code"]
 
 
-def test_with_an_api_key_the_pages_and_assets_need_it_like_every_path_but_healthz(tmp_path: Path) -> None:
+def test_with_an_api_key_the_pages_and_assets_need_it(tmp_path: Path) -> None:
+    # Like the API itself: only /healthz and the /ui page's files are open (tests/test_ui_static.py).
     settings = make_settings(tmp_path, image_api_key="s3cret")
     key = {"X-API-Key": "s3cret"}
     with running_server(settings, embedded_worker=False) as base:

@@ -91,7 +91,7 @@ def test_the_scale_profile_runs_postgres_two_api_replicas_and_a_gpu_worker_with_
         assert set(services["image-service"]["environment"]) - {"IMAGE_DEVICE"} <= set(service["environment"])
 
 
-def test_the_wheel_carries_the_package_data_docs_included(tmp_path: Path) -> None:
+def test_the_wheel_carries_the_package_data_docs_and_ui_included(tmp_path: Path) -> None:
     # Built from a copy, so that the build's egg-info and build/ stay out of the checkout.
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -108,4 +108,9 @@ def test_the_wheel_carries_the_package_data_docs_included(tmp_path: Path) -> Non
     vendored = {f"cofounder_agent/static/docs/{p.relative_to(docs)}" for p in docs.rglob("*") if p.is_file()}
     assert "cofounder_agent/static/docs/swagger-ui/swagger-ui-bundle.js" in vendored
     assert sorted(vendored - names) == []
+    # The /ui page: every file of it.
+    ui = ROOT / "src/cofounder_agent/static/ui"
+    page = {f"cofounder_agent/static/ui/{p.relative_to(ui)}" for p in ui.rglob("*") if p.is_file()}
+    assert "cofounder_agent/static/ui/index.html" in page
+    assert sorted(page - names) == []
     assert {"cofounder_agent/py.typed", "cofounder_agent/migrations/script.py.mako"} <= names

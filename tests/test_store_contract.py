@@ -134,8 +134,10 @@ def test_an_unknown_board_gives_the_same_status_on_every_route(served: tuple[str
     url, _ = served
     unknown = "0" * 32
     with httpx.Client(base_url=url, timeout=60) as client:
+        image_id = _upload(client).json()["id"]
         in_path = [
             client.get(f"/v1/boards/{unknown}/images"),
+            client.get("/v1/images", params={"board_id": unknown}),  # a query field, answered as the path
             client.patch(f"/v1/boards/{unknown}", json={"name": "x"}),
             client.delete(f"/v1/boards/{unknown}"),
             client.get(f"/v1/boards/{unknown}/download"),
@@ -143,6 +145,7 @@ def test_an_unknown_board_gives_the_same_status_on_every_route(served: tuple[str
         in_body = [
             client.post("/v1/jobs", json={"prompt": "x", "width": 64, "height": 64, "board_id": unknown}),
             _upload(client, unknown),
+            client.patch(f"/v1/images/{image_id}", json={"board_id": unknown}),
         ]
     for response in in_path:
         assert (response.status_code, response.json()["error"]["field"]) == (404, "board_id"), response.url

@@ -21,6 +21,7 @@ import httpx
 from httpx_sse import aconnect_sse, connect_sse
 from pydantic import BaseModel
 
+from cofounder_agent.client_gallery import AsyncGalleryCalls, GalleryCalls
 from cofounder_agent.schemas.jobs import (
     BoardPublic,
     BoardsPublic,
@@ -129,7 +130,7 @@ def _timed_out(job_id: str, timeout: float | None) -> TimeoutError:
     return TimeoutError(f"job {job_id} did not finish within {timeout:g} s")
 
 
-class Client:
+class Client(GalleryCalls):
     """Talk to a cofounder-agent server, blocking."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60) -> None:
@@ -258,7 +259,7 @@ class Client:
         return self._download(_board(board_id, "/download"), _destination(path), board_id)
 
 
-class AsyncClient:
+class AsyncClient(AsyncGalleryCalls):
     """Talk to a cofounder-agent server from asyncio code; the methods mirror ``Client``'s."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60) -> None:

@@ -21,7 +21,7 @@ REDOC_JS = f"{ASSETS_URL}/redoc/redoc.standalone.js"
 def install_docs(app: FastAPI) -> None:
     """Serve /docs, its OAuth2 redirect and /redoc from local assets; the app is built with ``docs_url=None``.
 
-    They sit behind ApiKeyMiddleware like every path but /healthz, as FastAPI's own /docs did.
+    They sit behind ApiKeyMiddleware (unlike /healthz and the /ui page's files), as FastAPI's own /docs did.
     """
     openapi_url = app.openapi_url or "/openapi.json"
     redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"

@@ -51,6 +51,7 @@ from cofounder_agent.services.pexels import PexelsClient
 from cofounder_agent.services.webhooks import JobWebhooks, WebhookSender
 from cofounder_agent.services.worker_pool import WorkerPool
 from cofounder_agent.storage import ImageStore
+from cofounder_agent.ui import install_ui
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -157,6 +158,7 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app, api_key=settings.image_api_key is not None)
     install_docs(app)
+    install_ui(app)
     # openai_compat before images: POST /v1/images/generations is not an image id.
     # openai_edits too: POST /v1/images/edits and /variations are not image ids either.
     routers = (health, metrics, media_routes, jobs, openai_compat, images, boards, recipes)

@@ -67,13 +67,16 @@ class FormAsJsonMiddleware:
 
 
 class ApiKeyMiddleware:
-    """Require ``IMAGE_API_KEY`` on every route but /healthz.
+    """Require ``IMAGE_API_KEY`` on every route but /healthz and the /ui page's static files.
 
     As ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or (for AUTOMATIC1111's clients,
-    which speak HTTP Basic) ``Authorization: Basic base64(<any user>:<key>)``.
+    which speak HTTP Basic) ``Authorization: Basic base64(<any user>:<key>)``. The page holds no
+    secret: it asks for the key and sends it on each API call. A path such as ``/ui/../v1/x``
+    is not normalised by the server: it reaches the /ui mount, whose files refuse it.
     """
 
-    OPEN_PATHS = frozenset({"/healthz"})
+    OPEN_PATHS = frozenset({"/healthz", "/ui"})
+    OPEN_PREFIXES = ("/ui/",)
     BASIC_PATHS = "/sdapi/"  # A1111's clients: a 401 offers Basic too
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
@@ -81,7 +84,7 @@ class ApiKeyMiddleware:
         self._key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or self._open(scope["path"]) or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         error = {"code": "unauthorized", "message": "missing or wrong API key"}
@@ -89,6 +92,9 @@ class ApiKeyMiddleware:
         if scope["path"].startswith(self.BASIC_PATHS):
             challenges.append((b"www-authenticate", b'Basic realm="cofounder-agent"'))
         await send_error(send, 401, error, challenges)
+
+    def _open(self, path: str) -> bool:
+        return path in self.OPEN_PATHS or path.startswith(self.OPEN_PREFIXES)
 
     def _allowed(self, scope: Scope) -> bool:
         given = b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,11 +11,21 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from cofounder_agent.jobs.tables import BoardRow, ImageRow, utcnow
 
 if TYPE_CHECKING:
     from cofounder_agent.jobs.ports import BlobStore
+
+
+class AnyBoard(enum.Enum):
+    """``list_images``' filter for images in any board or in none."""
+
+    ANY = "any"
+
+
+ANY_BOARD = AnyBoard.ANY
 
 
 class ImageRows:
@@ -68,14 +79,51 @@ class ImageRows:
             await s.delete(row)
         return True
 
-    async def list_images(self, board_id: str, limit: int, offset: int) -> tuple[Sequence[ImageRow], int]:
-        where = ImageRow.board_id == board_id
+    async def list_images(
+        self,
+        board: str | AnyBoard | None,
+        limit: int,
+        offset: int,
+        *,
+        newest: bool = False,
+        intermediate: bool | None = None,
+    ) -> tuple[Sequence[ImageRow], int]:
+        """A page of images and how many match: in ``board``, in none (``None``), or all (``ANY_BOARD``).
+
+        Ties in ``created_at`` are broken by id, so pages never repeat or skip a row.
+        """
+        where: list[ColumnElement[bool]] = []
+        if board is None:
+            where.append(ImageRow.board_id.is_(None))
+        elif not isinstance(board, AnyBoard):
+            where.append(ImageRow.board_id == board)
+        if intermediate is not None:
+            where.append(ImageRow.intermediate.is_(intermediate))
+        created = ImageRow.created_at.desc() if newest else ImageRow.created_at
+        page = select(ImageRow).where(*where).order_by(created, ImageRow.id).limit(limit).offset(offset)
         async with self.session() as s:
-            rows = (
-                await s.scalars(select(ImageRow).where(where).order_by(ImageRow.created_at).limit(limit).offset(offset))
-            ).all()
-            total = await s.scalar(select(func.count()).select_from(ImageRow).where(where)) or 0
+            rows = (await s.scalars(page)).all()
+            total = await s.scalar(select(func.count()).select_from(ImageRow).where(*where)) or 0
         return rows, total
+
+    async def move_image(self, image_id: str, board_id: str | None) -> ImageRow | None:
+        """Put the image in the board (``None``: in no board); ``None`` when the image or the board is gone.
+
+        The board's existence is checked by the UPDATE itself, so a refused move changes nothing
+        and no delete falls between the check and the write.
+        """
+        where: list[ColumnElement[bool]] = [ImageRow.id == image_id]
+        if board_id is not None:
+            where.append(select(BoardRow.id).where(BoardRow.id == board_id).exists())
+        try:
+            async with self.session() as s, s.begin():
+                moved = await s.execute(update(ImageRow).where(*where).values(board_id=board_id))
+                if not getattr(moved, "rowcount", 0):
+                    return None
+                return await s.get(ImageRow, image_id, populate_existing=True)
+        except IntegrityError:
+            # PostgreSQL: the board's delete committed while the UPDATE ran (foreign key check).
+            return None
 
     async def add_board(self, name: str) -> BoardRow:
         board = BoardRow(id=uuid.uuid4().hex, name=name)

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, Response
 
 from cofounder_agent.deps import GalleryDep, JobStoreDep
 from cofounder_agent.errors import AppError
-from cofounder_agent.routes.images import image_url
+from cofounder_agent.routes.images import Order, image_url
 from cofounder_agent.schemas import ErrorBody
 from cofounder_agent.schemas.jobs import BoardCreate, BoardPublic, BoardsPublic, BoardUpdate, ImagesPublic
 from cofounder_agent.services.gallery import board_public
@@ -54,9 +54,10 @@ async def board_images(
     gallery: GalleryDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    order: Order = "oldest",
 ) -> ImagesPublic:
-    """The board's images, oldest first."""
-    return await gallery.board_images(board_id, limit, offset, image_url(request))
+    """The board's images, oldest first unless ``order=newest``."""
+    return await gallery.board_images(board_id, limit, offset, image_url(request), newest=order == "newest")
 
 
 ZIP: dict[int | str, dict[str, Any]] = {

@@ -1,16 +1,16 @@
-"""Images by id: download (full or thumbnail), metadata, upload, delete. Never by path."""
+"""Images: listed, downloaded by id (full or thumbnail), metadata, upload, move, delete. Never by path."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from cofounder_agent.deps import GalleryDep, SettingsDep
 from cofounder_agent.errors import AppError
 from cofounder_agent.schemas import ErrorBody
-from cofounder_agent.schemas.jobs import ImagePublic
+from cofounder_agent.schemas.jobs import ImagePublic, ImagesPublic, ImageUpdate
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 # Uploads get their own router: main.py includes it with the IMAGE_MAX_UPLOAD_MB body limit,
@@ -23,6 +23,31 @@ IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 def image_url(request: Request) -> Any:
     return lambda image_id: str(request.url_for("get_image", image_id=image_id))
+
+
+Order = Literal["oldest", "newest"]
+
+
+@router.get("", responses=NOT_FOUND)
+async def list_images(
+    request: Request,
+    gallery: GalleryDep,
+    board_id: Annotated[
+        str | None,
+        Query(
+            pattern=r"^(?:[0-9a-f]{32}|none)$",
+            description="a board's id; none: the images in no board; omitted: every image",
+        ),
+    ] = None,
+    intermediate: Annotated[
+        bool | None, Query(description="false: final pictures only; true: intermediates only; omitted: both")
+    ] = None,
+    order: Order = "oldest",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> ImagesPublic:
+    """Stored images, oldest first unless ``order=newest``: in a board, in no board, or all."""
+    return await gallery.images(board_id, intermediate, limit, offset, image_url(request), newest=order == "newest")
 
 
 # Stored pictures are PNG, JPEG or WebP (uploads keep their type); thumbnails are PNG.
@@ -76,3 +101,9 @@ async def delete_image(image_id: str, gallery: GalleryDep) -> Response:
     """Delete the image, its thumbnail and its metadata."""
     await gallery.delete_image(image_id)
     return Response(status_code=204)
+
+
+@router.patch("/{image_id}", responses={**NOT_FOUND, 422: {"model": ErrorBody}})
+async def update_image(image_id: str, body: ImageUpdate, request: Request, gallery: GalleryDep) -> ImagePublic:
+    """Move the image into a board, or out of every board (``board_id: null``)."""
+    return gallery.public(await gallery.move(image_id, body.board_id), image_url(request))

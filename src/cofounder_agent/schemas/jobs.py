@@ -126,6 +126,12 @@ class BoardUpdate(Body):
     name: Name
 
 
+class ImageUpdate(Body):
+    """Where the image belongs: a board, or none."""
+
+    board_id: str | None = Field(pattern=r"^[0-9a-f]{32}$", description="the board to move it to; null: no board")
+
+
 class BoardPublic(BaseModel):
     id: str
     name: str

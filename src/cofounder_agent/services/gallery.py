@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from cofounder_agent.contract.errors import InvalidField, InvalidImage, NotFound
+from cofounder_agent.jobs.image_rows import ANY_BOARD, AnyBoard
 from cofounder_agent.jobs.store import Store
 from cofounder_agent.jobs.tables import BoardRow, ImageRow
 from cofounder_agent.schemas.jobs import BoardPublic, ImagePublic, ImagesPublic
 from cofounder_agent.storage import ImageStore, StoredImage, UnsupportedImage
 
 log = logging.getLogger(__name__)
+# The listing's word for "in no board" (InvokeAI's spelling: GET /api/v1/images/?board_id=none).
+NO_BOARD = "none"
 UrlFor = Callable[[str], str]
 # A row whose file this process cannot see: the mark of a worker writing to another image
 # directory than the API reads (docs/scaling.md, "Images across hosts").
@@ -121,10 +124,42 @@ class Gallery:
             raise _not_found("board", field)
         return board
 
-    async def board_images(self, board_id: str, limit: int, offset: int, url_for: UrlFor) -> ImagesPublic:
-        await self.board(board_id)
-        rows, total = await self.db.list_images(board_id, limit, offset)
+    async def board_images(
+        self, board_id: str, limit: int, offset: int, url_for: UrlFor, *, newest: bool = False
+    ) -> ImagesPublic:
+        return await self.images(board_id, None, limit, offset, url_for, newest=newest)
+
+    async def images(
+        self,
+        board_id: str | None,
+        intermediate: bool | None,
+        limit: int,
+        offset: int,
+        url_for: UrlFor,
+        *,
+        newest: bool = False,
+    ) -> ImagesPublic:
+        """A page of images: in a board, in none (``board_id="none"``), or all (``None``)."""
+        board: str | AnyBoard | None = board_id
+        if board_id is None:
+            board = ANY_BOARD
+        elif board_id == NO_BOARD:
+            board = None
+        else:
+            await self.board(board_id)
+        rows, total = await self.db.list_images(board, limit, offset, newest=newest, intermediate=intermediate)
         return ImagesPublic(data=[self.public(row, url_for) for row in rows], count=total)
+
+    async def move(self, image_id: str, board_id: str | None) -> ImageRow:
+        """Move the image into the board, or out of every board (``None``)."""
+        await self._stored(image_id)
+        moved = await self.db.move_image(image_id, board_id)
+        if moved is not None:
+            return moved
+        if await self.db.get_image(image_id) is None:  # deleted meanwhile
+            raise _not_found("image", "image_id")
+        # A body field, not the path: 422 naming it, as uploads and POST /v1/jobs answer.
+        raise InvalidField("board_id", "no board with this id")
 
     async def delete_board(self, board_id: str, delete_images: bool) -> None:
         image_ids = await self.db.delete_board(board_id)
