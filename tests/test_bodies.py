@@ -31,7 +31,7 @@ def test_a_deeply_nested_openai_body_is_a_400_in_openai_shape(tiny_server: str) 
         ("PUT", "/v1/jobs/0123456789abcdef0123456789abcdef", {"GET", "HEAD", "DELETE"}),
         ("POST", "/healthz", {"GET", "HEAD"}),
         ("PUT", "/v1/images/generations", {"POST"}),  # its own resource, not /v1/images/{image_id}
-        ("PUT", "/v1/images/0123456789abcdef0123456789abcdef", {"GET", "HEAD", "DELETE"}),
+        ("PUT", "/v1/images/0123456789abcdef0123456789abcdef", {"GET", "HEAD", "DELETE", "PATCH"}),
     ],
 )
 def test_a_405_names_every_method_of_the_resource(tiny_server: str, method: str, path: str, allowed: set[str]) -> None:
