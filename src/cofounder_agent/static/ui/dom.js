@@ -91,3 +91,26 @@ export function guard(action) {
     }
   };
 }
+
+// Runs `refresh` now and then every `everyMs` while shown; returns the show/hide switch. The
+// next run is timed from the end of the last, so a slow server is never asked twice at once.
+export function poller(refresh, everyMs) {
+  let timer = null;
+  async function tick() {
+    try {
+      await refresh();
+    } catch (error) {
+      if (!isAbort(error)) notice(describe(error), 'error');
+    }
+    if (timer !== null) timer = setTimeout(tick, everyMs);
+  }
+  return (visible) => {
+    if (visible && timer === null) {
+      timer = 0;
+      tick();
+    } else if (!visible && timer !== null) {
+      clearTimeout(timer);
+      timer = null;
+    }
+  };
+}

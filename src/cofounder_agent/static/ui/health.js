@@ -2,10 +2,9 @@
 // and the live workers. Refreshed every 10 s while the tab is shown.
 
 import * as api from './api.js';
-import { $, facts, h, notice, seconds, shortId } from './dom.js';
+import { $, facts, h, poller, seconds, shortId } from './dom.js';
 
 const EVERY_MS = 10_000;
-let timer = null;
 
 export function showHealth(health) {
   const warning = $('#tiny-warning');
@@ -43,21 +42,4 @@ export async function loadHealth() {
   return health;
 }
 
-async function tick() {
-  try {
-    await loadHealth();
-  } catch (error) {
-    notice(api.describe(error), 'error');
-  }
-  if (timer !== null) timer = setTimeout(tick, EVERY_MS);
-}
-
-export function watchHealth(visible) {
-  if (visible && timer === null) {
-    timer = 0;
-    tick();
-  } else if (!visible && timer !== null) {
-    clearTimeout(timer);
-    timer = null;
-  }
-}
+export const watchHealth = poller(loadHealth, EVERY_MS);

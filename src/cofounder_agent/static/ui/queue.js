@@ -2,11 +2,10 @@
 // 2 s while the tab is shown (one stream per job would use up the browser's connections).
 
 import * as api from './api.js';
-import { $, guard, h, notice, shortId } from './dom.js';
+import { $, guard, h, notice, poller, shortId } from './dom.js';
 import { cancel } from './jobs.js';
 
 const EVERY_MS = 2000;
-let timer = null;
 
 function row(job) {
   const position = job.status === 'running' ? 'running' : String((job.queue_position ?? 0) + 1);
@@ -41,21 +40,4 @@ export async function refresh() {
   $('#queue-empty').hidden = rows.length > 0;
 }
 
-async function tick() {
-  try {
-    await refresh();
-  } catch (error) {
-    notice(api.describe(error), 'error');
-  }
-  if (timer !== null) timer = setTimeout(tick, EVERY_MS);
-}
-
-export function showQueue(visible) {
-  if (visible && timer === null) {
-    timer = 0;
-    tick();
-  } else if (!visible && timer !== null) {
-    clearTimeout(timer);
-    timer = null;
-  }
-}
+export const showQueue = poller(refresh, EVERY_MS);
