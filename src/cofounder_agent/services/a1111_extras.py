@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import io
 from typing import Any
 
@@ -21,6 +20,7 @@ from cofounder_agent.schemas.a1111_info import ExtrasSingleImageRequest, ExtrasS
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.services.a1111_info import A1111Info
 from cofounder_agent.services.gallery import Gallery
+from cofounder_agent.services.pictures import decode_base64
 from cofounder_agent.storage import ImageStore
 
 # The upscale stage's refine pass (Lanczos upscalers) runs img2img on tiles at a low strength:
@@ -34,7 +34,7 @@ async def extra_single_image(
     """Upscale ``body.image`` 2x or 4x through the queue; answer A1111's base64 PNG and html_info."""
     # 1. What the request maps to, checked before anything is stored.
     stages, described = _stages(info, body)
-    data = decode_base64_image(body.image, "image")
+    data = decode_base64(body.image, "image")
     # 2. The picture, stored as an upload (the job refines stored pictures only).
     try:
         row = await gallery.upload(data, None)
@@ -52,15 +52,6 @@ async def extra_single_image(
     if job.status != "succeeded" or not job.image_ids:
         raise Unavailable(f"job {job.id} {job.status}: {job.error}", code="generation_failed")
     return ExtrasSingleImageResponse(html_info=f"<p>{described}</p>", image=await _png_base64(files, job.image_ids[0]))
-
-
-def decode_base64_image(value: str, field: str) -> bytes:
-    """The bytes of a base64 picture, raw or as a ``data:image/...;base64,`` URL (as A1111 reads them)."""
-    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidImage(field, "not base64 (raw, or a data:image/...;base64, URL)") from None
 
 
 def _stages(info: A1111Info, body: ExtrasSingleImageRequest) -> tuple[list[dict[str, Any]], str]:

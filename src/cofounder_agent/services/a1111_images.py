@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 
 from PIL import Image, ImageFilter, ImageOps
@@ -11,36 +9,10 @@ from PIL import Image, ImageFilter, ImageOps
 from cofounder_agent.contract.errors import InvalidField, InvalidImage
 from cofounder_agent.contract.infotext import parse
 from cofounder_agent.schemas.a1111 import A1111PngInfoResponse
-from cofounder_agent.storage import MAX_PIXELS
+from cofounder_agent.services.pictures import decode_base64, open_picture
 
 # A1111's masking.fill: blur the unmasked picture into the hole, from coarse to fine.
 _FILL_PASSES = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))
-
-
-def decode_bytes(value: str, field: str) -> bytes:
-    """The bytes of a base64 picture, with or without a ``data:image/...;base64,`` prefix."""
-    text = value.strip()
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return base64.b64decode(text, validate=False)
-    except (binascii.Error, ValueError):
-        raise InvalidImage(field, "not base64 (raw, or a data:image/...;base64, URL)") from None
-
-
-def open_picture(value: str, field: str) -> Image.Image:
-    """Decode a base64 picture fully (PNG, JPEG, WebP, ...); refuse what is not one, naming ``field``."""
-    data = decode_bytes(value, field)
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.width * probe.height > MAX_PIXELS:
-                raise InvalidImage(field, f"{probe.width}x{probe.height} is larger than {MAX_PIXELS} pixels")
-            probe.load()
-            return probe.copy()
-    except InvalidField:
-        raise
-    except Exception as exc:  # Pillow raises many types for bad data
-        raise InvalidImage(field, f"not a decodable picture ({type(exc).__name__})") from None
 
 
 def resized(picture: Image.Image, size: tuple[int, int], resize_mode: int) -> Image.Image:
@@ -81,6 +53,10 @@ def png_bytes(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _picture(value: str, field: str) -> Image.Image:
+    return open_picture(decode_base64(value, field), field)
+
+
 def init_pictures(
     init_images: list[str], mask: str | None, size: tuple[int, int], resize_mode: int, *, invert: bool, fill: bool
 ) -> tuple[list[bytes], bytes | None]:
@@ -89,12 +65,12 @@ def init_pictures(
     ``fill``: A1111's inpainting_fill 0, the masked area pre-filled from its surroundings.
     """
     pictures = [
-        resized(open_picture(value, f"init_images.{index}").convert("RGB"), size, resize_mode)
+        resized(_picture(value, f"init_images.{index}").convert("RGB"), size, resize_mode)
         for index, value in enumerate(init_images)
     ]
     if not mask:
         return [png_bytes(picture) for picture in pictures], None
-    binary = as_mask(resized(open_picture(mask, "mask"), size, resize_mode), invert)
+    binary = as_mask(resized(_picture(mask, "mask"), size, resize_mode), invert)
     if binary.getbbox() is None:
         raise InvalidField("mask", "marks nothing to repaint (white = repaint; see inpainting_mask_invert)")
     if fill:
@@ -106,7 +82,7 @@ def png_info(value: str) -> A1111PngInfoResponse:
     """A picture's ``parameters`` text and its other text chunks, as A1111's /png-info answers."""
     if not value.strip():
         return A1111PngInfoResponse(info="", items={}, parameters={})
-    data = decode_bytes(value, "image")
+    data = decode_base64(value, "image")
     try:
         with Image.open(io.BytesIO(data)) as picture:
             chunks = dict(picture.info)

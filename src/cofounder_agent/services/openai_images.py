@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from cofounder_agent.contract.errors import Conflict, InvalidField, InvalidImage, NotFound, QueueFull, Unavailable
+from cofounder_agent.contract.errors import Conflict, InvalidField, NotFound, QueueFull, Unavailable
 from cofounder_agent.contract.fields import OPENAI_FIELDS
 from cofounder_agent.jobs.attend import Caller, run_for
 from cofounder_agent.jobs.service import JobService
@@ -26,9 +26,10 @@ from cofounder_agent.jobs.tables import JobRow
 from cofounder_agent.schemas.jobs import JobCreate
 from cofounder_agent.schemas.openai import OpenAIImage, OpenAIImagesResponse, ResponseFormat
 from cofounder_agent.services.gallery import FILE_MISSING, Gallery
+from cofounder_agent.services.pictures import WEB_FORMATS, open_picture
 from cofounder_agent.stages.inpaint import InpaintStage
 from cofounder_agent.stages.refine import RefineStage
-from cofounder_agent.storage import MAX_PIXELS, ImageStore
+from cofounder_agent.storage import ImageStore
 
 UrlFor = Callable[[str], str]
 # An edit repaints its region from (almost) pure noise, as OpenAI's edits do: the inpaint
@@ -51,21 +52,6 @@ class EditInput:
     picture: bytes
     mask: bytes
     size: tuple[int, int]
-
-
-def _decode(data: bytes, field: str) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.format not in ("PNG", "JPEG", "MPO", "WEBP"):
-                raise InvalidImage(field, "must be a PNG, JPEG or WebP picture")
-            if probe.width * probe.height > MAX_PIXELS:
-                raise InvalidImage(field, f"{probe.width}x{probe.height} is larger than {MAX_PIXELS} pixels")
-            probe.load()
-            return probe.copy()
-    except InvalidImage:
-        raise
-    except Exception as exc:  # Pillow raises many types for bad data
-        raise InvalidImage(field, f"not a decodable picture ({type(exc).__name__})") from None
 
 
 def _png(image: Image.Image) -> bytes:
@@ -98,14 +84,14 @@ def _default_size(image: Image.Image) -> tuple[int, int]:
 
 def prepare_edit(image: bytes, mask: bytes | None, size: tuple[int, int] | None) -> EditInput:
     """Decode the edit's picture and mask, check them, and bring both to the job's size."""
-    picture = _decode(image, "image")
+    picture = open_picture(image, "image", WEB_FORMATS)
     if mask is None:
         # OpenAI: without a mask, the picture's own transparent pixels are the region.
         if not _has_alpha(picture):
             raise InvalidField("mask", "no mask given, and the image has no alpha channel to mark the region")
         region = edit_region(picture, "mask")
     else:
-        drawn = _decode(mask, "mask")
+        drawn = open_picture(mask, "mask", WEB_FORMATS)
         if drawn.size != picture.size:
             raise InvalidField("mask", f"is {drawn.width}x{drawn.height}, the image {picture.width}x{picture.height}")
         region = edit_region(drawn, "mask")
@@ -119,7 +105,7 @@ def prepare_edit(image: bytes, mask: bytes | None, size: tuple[int, int] | None)
 
 def prepare_variation(image: bytes, size: tuple[int, int]) -> bytes:
     """The picture at the variations' size: cropped to a square around its centre, then scaled."""
-    rgb = _decode(image, "image").convert("RGB")
+    rgb = open_picture(image, "image", WEB_FORMATS).convert("RGB")
     return _png(rgb if rgb.size == size else ImageOps.fit(rgb, size, Image.Resampling.LANCZOS))
 
 
