@@ -16,7 +16,11 @@ from cofounder_agent.logging_setup import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cofounder-agent", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cofounder-agent",
+        description="Serve the image API, run workers, generate in-process, export the tiny model, drive jobs.",
+        epilog="`cofounder-agent COMMAND --help` lists a command's flags and defaults.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")
