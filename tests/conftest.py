@@ -21,7 +21,7 @@ from cofounder_agent.jobs.bus import LocalEventBus
 from cofounder_agent.jobs.ending import JobEnding
 from cofounder_agent.jobs.store import Store, sqlite_url
 from cofounder_agent.jobs.worker import Worker, build_worker
-from cofounder_agent.main import create_app
+from cofounder_agent.main import GRACEFUL_SHUTDOWN_S, KEEP_ALIVE_S, create_app
 from cofounder_agent.services.image_service import ImageService
 from cofounder_agent.storage import ImageStore
 from webhook_receiver import Receiver
@@ -100,7 +100,10 @@ def running_server(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app(settings, http_transport=transport, embedded_worker=embedded_worker)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

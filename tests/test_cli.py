@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -67,14 +69,15 @@ def test_generate_rejects_an_empty_refiner_schedule_before_loading(tmp_path: Pat
     assert "TINY MODEL" not in out.stderr  # refused before any model was loaded
 
 
-@pytest.mark.slow
-def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cofounder-agent serve` in its own process on the tiny model, ready; yields its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
         [*CLI, "serve", "--port", str(port)],
-        env=_env(tmp_path, IMAGE_MODEL="tiny"),
+        env=_env(tmp_path_factory.mktemp("serve"), IMAGE_MODEL="tiny"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -91,20 +94,42 @@ def test_serve_answers_the_readme_curl(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        # Exactly the README's request: curl -d sends it as a form, which the API reads as JSON.
-        body = (
-            b'{"prompt":"a castle","use_generation":true,"seed":42,"num_inference_steps":20,"width":128,"height":128}'
-        )
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        first = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=LIMIT_S)
-        second = httpx.post(base + "/api/media/generate-image", content=body, headers=headers, timeout=LIMIT_S)
-        assert first.status_code == second.status_code == 200, first.text
-        images = [httpx.get(r.json()["image_url"]) for r in (first, second)]
-        assert all(i.headers["content-type"] == "image/png" for i in images)
-        assert max_diff(pixels(images[0].content), pixels(images[1].content)) == 0
+        yield base
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_serve_answers_the_readme_curl(served: str) -> None:
+    # Exactly the README's request: curl -d sends it as a form, which the API reads as JSON.
+    body = b'{"prompt":"a castle","use_generation":true,"seed":42,"num_inference_steps":20,"width":128,"height":128}'
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    first = httpx.post(served + "/api/media/generate-image", content=body, headers=headers, timeout=LIMIT_S)
+    second = httpx.post(served + "/api/media/generate-image", content=body, headers=headers, timeout=LIMIT_S)
+    assert first.status_code == second.status_code == 200, first.text
+    images = [httpx.get(r.json()["image_url"]) for r in (first, second)]
+    assert all(i.headers["content-type"] == "image/png" for i in images)
+    assert max_diff(pixels(images[0].content), pixels(images[1].content)) == 0
+
+
+@pytest.mark.slow
+def test_serve_keeps_an_idle_connection_longer_than_httpx_does(served: str) -> None:
+    # httpx (and Node) reuse a pooled connection for up to 5 s; a server that closes idle ones
+    # at 5 s too races them and the client reads a reset (seen in CI under load). http.client
+    # never retries, so a connection idle past httpx's limit must still answer on its socket.
+    url = httpx.URL(served)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=LIMIT_S)
+    try:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read()
+        httpx_idle_s = httpx.Limits().keepalive_expiry
+        assert httpx_idle_s is not None
+        time.sleep(httpx_idle_s + 1)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 @pytest.mark.slow

@@ -92,13 +92,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         import uvicorn
 
-        from cofounder_agent.main import create_app
+        from cofounder_agent.main import GRACEFUL_SHUTDOWN_S, KEEP_ALIVE_S, create_app
 
         configure_logging(settings.image_log_level, settings.image_log_file, settings.image_log_format)
         app = create_app(settings, embedded_worker=not args.no_worker)
-        # Open event streams last as long as their job: on SIGTERM give them 5 s, then close
-        # them, so shutdown (which re-queues the running job) happens within the grace period.
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=5)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
     elif args.command == "worker":
         configure_logging(settings.image_log_level, settings.image_log_file, settings.image_log_format)
         sys.exit(run_worker(settings))

@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 # The OpenAI routes that take pictures (multipart): the upload limit, a 413 naming image.
 PICTURE_PATHS = ("/v1/images/edits", "/v1/images/variations")
+# How uvicorn serves the app (`serve` and the tests alike). An idle keep-alive connection stays
+# open 75 s (nginx's default), longer than clients and proxies keep theirs (httpx and Node 5 s,
+# AWS ALB 60 s): a server that closes first races a client reusing the connection, which then
+# reads a reset instead of its response. uvicorn's own default, 5 s, loses that race to httpx.
+KEEP_ALIVE_S = 75
+# Open event streams last as long as their job: on SIGTERM give them 5 s, then close them, so
+# shutdown (which re-queues the running job) happens within the grace period.
+GRACEFUL_SHUTDOWN_S = 5
 
 
 def create_app(
